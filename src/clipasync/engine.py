@@ -1,0 +1,271 @@
+"""The one driver loop shared by the simulator and the Ray runtime.
+
+``run(policy, pool, ...)`` asks the pool for the next finished job, hands it to the
+policy, cancels and dispatches what the policy says, records telemetry and evaluates
+the model on a cadence of (simulated or wall-clock) time. It holds no algorithm logic:
+every method is a :class:`~clipasync.policies.base.ServerPolicy`.
+
+Evaluation semantics: the model is piecewise constant between arrivals, so the
+evaluation at time t uses the model after every arrival strictly before t. The time
+to target is the first evaluation time at which the target holds, so its resolution is
+``eval_every``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from clipasync.errors import ConfigError, SimulationExhausted
+from clipasync.policies.base import ServerPolicy
+from clipasync.recorder import Recorder
+from clipasync.types import Arrival, Vector
+
+StopReason = Literal[
+    "max_time", "max_updates", "max_arrivals", "target", "diverged", "exhausted"
+]
+
+#: Metrics for which smaller is better; every other metric is maximised.
+MINIMISED = frozenset({"loss", "grad_norm", "perplexity", "test_loss", "test_perplexity",
+                       "suboptimality"})
+
+
+class WorkerPool(Protocol):
+    """Runs jobs and reports them as they finish (simulated or real)."""
+
+    num_workers: int
+
+    def submit(self, worker: int, x: Vector, version: int) -> int:
+        """Queue a job on ``worker`` at model ``x`` (server version ``version``)."""
+        ...
+
+    def cancel(self, job: int) -> None:
+        """Drop a job; a late result must never be returned."""
+        ...
+
+    def next_arrival(self) -> Arrival:
+        """Return the next finished job (advance the clock or block)."""
+        ...
+
+    def now(self) -> float:
+        """Return the pool's current time."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+@dataclass(frozen=True)
+class Target:
+    """Stop when ``metric`` reaches ``value`` (≤ for minimised metrics, ≥ otherwise).
+
+    Args:
+        metric: Name of an evaluation metric, e.g. ``"loss"`` or ``"test_accuracy"``.
+        value: Threshold.
+    """
+
+    metric: str
+    value: float
+
+    @property
+    def minimise(self) -> bool:
+        return self.metric in MINIMISED
+
+    def reached(self, metrics: dict[str, float]) -> bool:
+        v = metrics.get(self.metric)
+        if v is None:
+            raise ConfigError(
+                f"target metric {self.metric!r} is not evaluated; available: "
+                f"{', '.join(sorted(metrics))}"
+            )
+        return v <= self.value if self.minimise else v >= self.value
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When a run ends. At least one of the budgets must be set.
+
+    Args:
+        max_time: Time budget (simulated units or seconds).
+        max_updates: Number of applied updates.
+        max_arrivals: Number of arrivals (applied or not).
+        target: Stop early once the target is reached.
+        diverge_factor: Stop as diverged when the evaluated loss exceeds this multiple
+            of the initial loss (or is not finite).
+    """
+
+    max_time: float | None = None
+    max_updates: int | None = None
+    max_arrivals: int | None = None
+    target: Target | None = None
+    diverge_factor: float = 1e6
+
+    def __post_init__(self) -> None:
+        if self.max_time is None and self.max_updates is None and self.max_arrivals is None:
+            raise ConfigError("stop needs at least one of max_time, max_updates, max_arrivals")
+        for name in ("max_time", "max_updates", "max_arrivals"):
+            v = getattr(self, name)
+            if v is not None and not (v > 0):
+                raise ConfigError(f"stop.{name} must be positive, got {v}")
+
+
+@dataclass
+class RunResult:
+    """Outcome of :func:`run`.
+
+    Attributes:
+        params: Final iterate.
+        version: Number of applied updates.
+        time: Time at which the run stopped.
+        stop_reason: Why it stopped.
+        time_to_target: First evaluation time the target held, else ``None``.
+        counts: ``arrivals``, ``applied``, ``discarded``, ``skipped``, ``cancelled``.
+        recorder: The arrival and evaluation records.
+    """
+
+    params: Vector
+    version: int
+    time: float
+    stop_reason: StopReason
+    time_to_target: float | None
+    counts: dict[str, int]
+    recorder: Recorder = field(repr=False)
+
+
+Evaluate = Callable[[Vector], dict[str, float]]
+
+
+def run(
+    policy: ServerPolicy[Any],
+    pool: WorkerPool,
+    x0: Vector,
+    *,
+    stop: StopRule,
+    rng: np.random.Generator,
+    evaluate: Evaluate | None = None,
+    eval_every: float | None = None,
+    recorder: Recorder | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> RunResult:
+    """Drive ``policy`` over ``pool`` until ``stop`` says so.
+
+    Args:
+        policy: The server rule.
+        pool: The workers (simulated or real).
+        x0: Initial iterate.
+        stop: Budgets and target.
+        rng: The policy's random stream (random assignment).
+        evaluate: Metrics of a model; required when ``stop.target`` is set.
+        eval_every: Evaluation cadence in time units (``None``: only at the ends).
+        recorder: Where rows go (a new one if ``None``).
+        on_progress: Called with the current time after each evaluation (progress
+            bars live in the caller, never here).
+
+    Returns:
+        The :class:`RunResult`.
+    """
+    if stop.target is not None and evaluate is None:
+        raise ConfigError("a target needs an evaluate function")
+    if eval_every is not None and not (eval_every > 0):
+        raise ConfigError(f"eval_every must be positive, got {eval_every}")
+    rec = recorder if recorder is not None else Recorder()
+    state = policy.init(x0, pool.num_workers, rng)
+    inflight: dict[int, list[int]] = {}
+    counts = {"arrivals": 0, "applied": 0, "discarded": 0, "skipped": 0, "cancelled": 0}
+
+    def dispatch(workers: tuple[int, ...]) -> None:
+        x, v = policy.params(state), policy.version(state)
+        for w in workers:
+            inflight.setdefault(w, []).append(pool.submit(w, x, v))
+
+    initial_loss: float | None = None
+    time_to_target: float | None = None
+    reason: StopReason | None = None
+
+    def do_eval(t: float) -> StopReason | None:
+        nonlocal initial_loss, time_to_target
+        assert evaluate is not None
+        metrics = evaluate(policy.params(state))
+        rec.record_eval(t, policy.version(state), metrics)
+        if on_progress is not None:
+            on_progress(t)
+        loss = metrics.get("loss", 0.0)
+        if initial_loss is None:
+            initial_loss = loss
+        if not math.isfinite(loss) or (
+            initial_loss > 0 and loss > stop.diverge_factor * initial_loss
+        ):
+            return "diverged"
+        if stop.target is not None and stop.target.reached(metrics):
+            time_to_target = t
+            return "target"
+        return None
+
+    dispatch(policy.start(state))
+    next_eval = math.inf
+    if evaluate is not None:
+        reason = do_eval(0.0)
+        next_eval = eval_every if eval_every is not None else math.inf
+    max_time = stop.max_time if stop.max_time is not None else math.inf
+    max_updates = stop.max_updates if stop.max_updates is not None else math.inf
+    max_arrivals = stop.max_arrivals if stop.max_arrivals is not None else math.inf
+    now = 0.0
+    while reason is None:
+        try:
+            arrival = pool.next_arrival()
+        except SimulationExhausted:
+            reason = "exhausted"
+            break
+        t = arrival.time
+        while next_eval <= min(t, max_time) and reason is None:
+            reason = do_eval(next_eval)
+            now = next_eval
+            next_eval += eval_every  # type: ignore[operator]
+        if reason is not None:
+            break
+        if t > max_time:
+            reason = "max_time"
+            now = max_time
+            break
+        now = t
+        jobs = inflight.get(arrival.worker)
+        if jobs:
+            jobs.remove(arrival.job)
+        version = policy.version(state)
+        state, reply = policy.on_arrival(state, arrival)
+        counts["arrivals"] += 1
+        counts["applied"] += reply.applied
+        counts["discarded"] += reply.discarded
+        counts["skipped"] += reply.skipped
+        for w in reply.cancel:
+            for job in inflight.pop(w, []):
+                pool.cancel(job)
+                counts["cancelled"] += 1
+        if reply.dispatch:
+            dispatch(reply.dispatch)
+        rec.record_arrival(arrival, version, reply)
+        if counts["applied"] >= max_updates:
+            reason = "max_updates"
+        elif counts["arrivals"] >= max_arrivals:
+            reason = "max_arrivals"
+    if evaluate is not None and reason in ("max_time", "max_updates", "max_arrivals",
+                                           "exhausted"):
+        last = rec.evals[-1]["time"] if rec.evals else -1.0
+        if now > last:
+            if do_eval(now) == "target" and reason != "target":
+                reason = "target"
+    assert reason is not None
+    return RunResult(
+        params=policy.params(state),
+        version=policy.version(state),
+        time=now,
+        stop_reason=reason,
+        time_to_target=time_to_target,
+        counts=counts,
+        recorder=rec,
+    )

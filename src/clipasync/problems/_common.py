@@ -1,0 +1,135 @@
+"""Validation and sampling helpers shared by the concrete problems.
+
+Kept private: the public surface is the problem classes. Every check raises
+:class:`~clipasync.errors.ConfigError` with a one-line message that names the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clipasync.errors import ConfigError
+
+#: Integer index array (rows of a data matrix).
+Indices = npt.NDArray[np.intp]
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """Return ``value`` as an int if it is a positive integer, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_nonnegative_float(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is finite and >= 0, else raise."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+    out = float(value)
+    if not np.isfinite(out) or out < 0.0:
+        raise ConfigError(f"{name} must be a non-negative number, got {value!r}")
+    return out
+
+
+def check_positive_float(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is finite and > 0, else raise."""
+    out = check_nonnegative_float(name, value)
+    if out == 0.0:
+        raise ConfigError(f"{name} must be positive, got {value!r}")
+    return out
+
+
+def check_batch_size(batch_size: object, num_samples: int) -> int:
+    """Validate a minibatch size against the number of training samples."""
+    b = check_positive_int("batch_size", batch_size)
+    if b > num_samples:
+        raise ConfigError(
+            f"batch_size must be at most the number of training samples "
+            f"({num_samples}), got {b}"
+        )
+    return b
+
+
+def check_partition(
+    partition: Sequence[npt.ArrayLike] | None, num_samples: int
+) -> tuple[Indices, ...] | None:
+    """Validate per-worker shards and return them as read-only ``intp`` arrays.
+
+    Shards must be non-empty 1-D integer arrays of training-row indices in
+    ``[0, num_samples)``. They may overlap (some federated splits duplicate data);
+    they need not cover every row.
+    """
+    if partition is None:
+        return None
+    if isinstance(partition, np.ndarray) or len(partition) == 0:
+        raise ConfigError(
+            "partition must be a non-empty list of per-worker index arrays, "
+            f"got {type(partition).__name__} of length {len(partition)}"
+        )
+    shards: list[Indices] = []
+    for i, shard in enumerate(partition):
+        arr = np.asarray(shard)
+        if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.integer):
+            raise ConfigError(
+                f"partition[{i}] must be a non-empty 1-D integer array, got "
+                f"shape {arr.shape} dtype {arr.dtype}"
+            )
+        if arr.min() < 0 or arr.max() >= num_samples:
+            raise ConfigError(
+                f"partition[{i}] has indices outside [0, {num_samples}): "
+                f"min {arr.min()}, max {arr.max()}"
+            )
+        out = arr.astype(np.intp, copy=True)
+        out.flags.writeable = False
+        shards.append(out)
+    return tuple(shards)
+
+
+def check_worker(worker: int | None, shards: tuple[Indices, ...] | None) -> None:
+    """Raise if ``worker`` is not a valid shard number (only when partitioned)."""
+    if shards is None or worker is None:
+        return
+    if not 0 <= worker < len(shards):
+        raise ConfigError(
+            f"worker must be in [0, {len(shards)}) for a problem with "
+            f"{len(shards)} shards, got {worker}"
+        )
+
+
+def sample_indices(
+    rng: np.random.Generator,
+    num_samples: int,
+    batch_size: int,
+    shards: tuple[Indices, ...] | None,
+    worker: int | None,
+    replace: bool,
+) -> Indices:
+    """Draw one minibatch of row indices.
+
+    With a partition and a ``worker``, rows come from that worker's shard only;
+    a partitioned problem called with ``worker=None`` samples the whole training
+    set. Sampling is uniform, with replacement (``rng.integers``, one call) or
+    without (``rng.choice(..., replace=False)``); both make the minibatch mean
+    an unbiased estimate of the mean over the sampled population. Without
+    replacement the batch is capped at the shard size.
+    """
+    check_worker(worker, shards)
+    if shards is None or worker is None:
+        if replace:
+            return rng.integers(0, num_samples, size=batch_size)
+        return rng.choice(num_samples, size=batch_size, replace=False)
+    shard = shards[worker]
+    if replace:
+        return shard[rng.integers(0, shard.shape[0], size=batch_size)]
+    size = min(batch_size, shard.shape[0])
+    return shard[rng.choice(shard.shape[0], size=size, replace=False)]
+
+
+def freeze(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """Mark ``array`` read-only (problem data must never change after init)."""
+    array.flags.writeable = False
+    return array
