@@ -116,6 +116,8 @@ class SimulatedPool:
         self._now = 0.0
         self._next_job = 0
         self._seq = 0
+        #: Workers whose replayed trace ran out (they take no more jobs).
+        self.exhausted_workers: set[int] = set()
 
     def now(self) -> float:
         return self._now
@@ -139,7 +141,14 @@ class SimulatedPool:
     def _start(self, job: int) -> None:
         j = self._jobs[job]
         j.start = self._now
-        j.compute_time = self._sampler.next(j.worker, self._now)
+        try:
+            j.compute_time = self._sampler.next(j.worker, self._now)
+        except SimulationExhausted:
+            # A replayed trace has no more jobs for this worker: it stops working and
+            # the job never runs; the run ends once every other job has arrived.
+            self.exhausted_workers.add(j.worker)
+            self._running[j.worker] = job
+            return
         self._running[j.worker] = job
         heapq.heappush(self._heap, (self._now + j.compute_time, self._seq, job))
         self._seq += 1

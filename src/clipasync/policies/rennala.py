@@ -6,7 +6,11 @@ x_k and, once B of them have arrived, steps with their mean:
 
 .. math:: x_{k+1} = x_k - T\\Big(\\frac{1}{B}\\sum_{j=1}^{B} g_j\\Big).
 
-Gradients computed at an older point are discarded (counted). Fast workers thus
+With ``cancel_stale=True`` (the default) the step also cancels every job still
+computing at the old point and restarts all workers at x_{k+1} (the KAUST
+implementation restarts workers at the current point the same way); with ``False``
+those jobs finish and their gradients are discarded on arrival (counted). Fast
+workers thus
 contribute several gradients to one batch, which is what makes Rennala time-optimal
 in the fixed computation model.
 
@@ -80,11 +84,14 @@ class Rennala:
     Args:
         transform: Applied to the mean gradient (stepsize, optional clipping).
         batch_size: B ≥ 1, the number of gradients at x_k per step.
+        cancel_stale: On a step, cancel the jobs at the old point and restart every
+            worker at the new one (otherwise they finish and are discarded).
         name: Label used in reports.
     """
 
     transform: GradientTransform
     batch_size: int
+    cancel_stale: bool = True
     name: str = "rennala"
 
     def __post_init__(self) -> None:
@@ -121,6 +128,12 @@ class Rennala:
         x, ts, step_info = _step(self.transform, state, total, count)
         info.update(step_info)
         new = BatchState(x, state.version + 1, ts, state.num_workers, None, 0)
+        if self.cancel_stale:
+            # Every worker has exactly one job in flight (each arrival is re-dispatched),
+            # all at the old point: restart them all at x_{k+1}.
+            others = tuple(i for i in range(state.num_workers) if i != w)
+            everyone = tuple(range(state.num_workers))
+            return new, Reply(applied=True, dispatch=everyone, cancel=others, info=info)
         return new, Reply(applied=True, dispatch=(w,), info=info)
 
     def params(self, state: BatchState) -> Vector:
@@ -130,7 +143,11 @@ class Rennala:
         return state.version
 
     def to_config(self) -> dict[str, Any]:
-        return {"policy": "Rennala", "batch_size": self.batch_size}
+        return {
+            "policy": "Rennala",
+            "batch_size": self.batch_size,
+            "cancel_stale": self.cancel_stale,
+        }
 
 
 @dataclass(frozen=True)
