@@ -256,9 +256,8 @@ def run(
     if evaluate is not None and reason in ("max_time", "max_updates", "max_arrivals",
                                            "exhausted"):
         last = rec.evals[-1]["time"] if rec.evals else -1.0
-        if now > last:
-            if do_eval(now) == "target" and reason != "target":
-                reason = "target"
+        if now > last and do_eval(now) == "target":
+            reason = "target"
     assert reason is not None
     return RunResult(
         params=policy.params(state),

@@ -13,6 +13,7 @@ Sized so that one forward+backward takes milliseconds on a CPU core, which keeps
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -45,7 +46,11 @@ class SmallCNN(nn.Module):
     """
 
     def __init__(
-        self, width: int = 16, hidden: int = 64, num_classes: int = 10, in_channels: int = 1
+        self,
+        width: int = 16,
+        hidden: int = 64,
+        num_classes: int = 10,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
         if width < 1 or hidden < 0 or num_classes < 1 or in_channels < 1:
@@ -140,7 +145,7 @@ class MLP(nn.Module):
         if len(sizes) < 2 or any(s < 1 for s in sizes):
             raise ConfigError(f"MLP needs >= 2 positive sizes, got {list(sizes)}")
         layers: list[nn.Module] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes)):
             if i:
                 layers.append(nn.ReLU())
             layers.append(nn.Linear(fan_in, fan_out))

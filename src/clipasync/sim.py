@@ -22,6 +22,7 @@ import heapq
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,17 +42,33 @@ _MAX_BLOCK = 256
 
 
 class TimeSampler:
-    """Draws compute times for each worker from its own stream, in job order."""
+    """Draws compute times for each worker from its own stream, in job order.
+
+    ``next(worker, now)`` is specialised once per model kind (it is the simulator's
+    innermost call): fixed times need no stream at all, stationary models refill a
+    per-worker buffer with one vectorised draw (checked once per block), and
+    time-varying models draw one value at a time.
+    """
 
     def __init__(self, model: ComputeTimeModel, seed: Seed) -> None:
         self.model = model
         self._seed = seed
         n = model.num_workers
         self._rngs: list[np.random.Generator | None] = [None] * n
+        # Per-worker state (public through worker_state / restore_worker).
         self._buffers: list[list[float]] = [[] for _ in range(n)]
-        self._jobs = [0] * n
         self._block = [_FIRST_BLOCK] * n
-        self._fixed = model.times if isinstance(model, FixedTimes) else None
+        self._jobs = [0] * n
+        self.next: Callable[[int, float], float]
+        if isinstance(model, FixedTimes):
+            times = model.times
+            self.next = lambda worker, now: times[worker]
+        elif isinstance(model, TraceTimes):
+            self.next = self._make_trace(model)
+        elif model.stationary:
+            self.next = self._make_buffered(model)
+        else:
+            self.next = self._make_scalar(model)
 
     def _rng(self, worker: int) -> np.random.Generator:
         rng = self._rngs[worker]
@@ -59,29 +76,71 @@ class TimeSampler:
             rng = self._rngs[worker] = stream(self._seed, Stream.TIMING, worker)
         return rng
 
-    def next(self, worker: int, now: float) -> float:
-        """Return the compute time of ``worker``'s next job, started at ``now``."""
-        model = self.model
-        if self._fixed is not None:  # no random draw: skip the stream entirely
-            return self._fixed[worker]
-        if isinstance(model, TraceTimes):
-            t = model.job_time(worker, self._jobs[worker])
-        elif model.stationary:
-            buf = self._buffers[worker]
+    def worker_state(self, worker: int) -> dict[str, Any]:
+        """Return one worker's sampler state as plain JSON-able data (checkpoints)."""
+        rng = self._rngs[worker]
+        return {
+            "rng": None if rng is None else rng.bit_generator.state,
+            "buffer": list(self._buffers[worker]),
+            "block": self._block[worker],
+            "jobs": self._jobs[worker],
+        }
+
+    def restore_worker(self, worker: int, state: dict[str, Any]) -> None:
+        """Continue one worker's draws from a :meth:`worker_state` snapshot."""
+        if state["rng"] is not None:
+            rng = stream(self._seed, Stream.TIMING, worker)
+            rng.bit_generator.state = state["rng"]
+            self._rngs[worker] = rng
+        self._buffers[worker] = [float(t) for t in state["buffer"]]
+        self._block[worker] = int(state["block"])
+        self._jobs[worker] = int(state["jobs"])
+
+    def _make_trace(self, model: TraceTimes) -> Callable[[int, float], float]:
+        jobs = self._jobs
+
+        def next_time(worker: int, now: float) -> float:
+            t = model.job_time(worker, jobs[worker])
+            jobs[worker] += 1
+            return t
+
+        return next_time
+
+    def _make_buffered(self, model: ComputeTimeModel) -> Callable[[int, float], float]:
+        buffers, sizes, jobs = self._buffers, self._block, self._jobs
+
+        def next_time(worker: int, now: float) -> float:
+            jobs[worker] += 1
+            buf = buffers[worker]
             if not buf:
-                size = self._block[worker]
-                self._block[worker] = min(2 * size, _MAX_BLOCK)
+                size = sizes[worker]
+                sizes[worker] = min(2 * size, _MAX_BLOCK)
                 block = model.sample_block(worker, self._rng(worker), size)
+                _check_times(block, worker)
                 buf.extend(block[::-1].tolist())  # pop() from the end is O(1)
-            t = buf.pop()
-        else:
+            return buf.pop()
+
+        return next_time
+
+    def _make_scalar(self, model: ComputeTimeModel) -> Callable[[int, float], float]:
+        jobs = self._jobs
+
+        def next_time(worker: int, now: float) -> float:
+            jobs[worker] += 1
             t = model.sample(worker, now, self._rng(worker))
-        self._jobs[worker] += 1
-        if not (t > 0 and t != float("inf")):
-            raise ConfigError(
-                f"compute time must be positive and finite, got {t} for worker {worker}"
-            )
-        return t
+            _check_times(np.asarray([t]), worker)
+            return t
+
+        return next_time
+
+
+def _check_times(times: npt.NDArray[np.float64], worker: int) -> None:
+    bad = ~(np.isfinite(times) & (times > 0))
+    if bad.any():
+        raise ConfigError(
+            f"compute time must be positive and finite, got {times[bad][0]} "
+            f"for worker {worker}"
+        )
 
 
 @dataclass(slots=True)
@@ -240,24 +299,39 @@ def simulate_timing(
     """
     if num_updates <= 0:
         raise ConfigError(f"num_updates must be positive, got {num_updates}")
-    sampler = TimeSampler(timing, seed)
-    nxt = sampler.next
+    nxt = TimeSampler(timing, seed).next
     n = timing.num_workers
-    # Heap entries (finish, seq, worker, version at dispatch): seq reproduces the
-    # pool's tie-break (start order).
-    heap = [(nxt(w, 0.0), w, w, 0) for w in range(n)]
-    heapq.heapify(heap)
-    seq = n
+    # A heap of distinct finish times (floats compare several times faster than
+    # tuples) and, per finish time, the (worker, version at dispatch) entries in start
+    # order: exactly the (finish, seq) tie-break of SimulatedPool.
+    heap: list[float] = []
+    due: dict[float, deque[tuple[int, int]]] = {}
+    push, pop = heapq.heappush, heapq.heappop
+    for w in range(n):
+        t0 = nxt(w, 0.0)
+        if t0 in due:
+            due[t0].append((w, 0))
+        else:
+            due[t0] = deque(((w, 0),))
+            push(heap, t0)
     delays = np.empty(num_updates, dtype=np.int64)
     workers = np.empty(num_updates, dtype=np.int64)
     times = np.empty(num_updates, dtype=np.float64)
-    replace = heapq.heapreplace
     t = 0.0
     for k in range(num_updates):
-        t, _, w, v = heap[0]
+        t = heap[0]
+        entries = due[t]
+        w, v = entries.popleft()
+        if not entries:
+            pop(heap)
+            del due[t]
         delays[k] = k - v
         workers[k] = w
         times[k] = t
-        replace(heap, (t + nxt(w, t), seq, w, k + 1))
-        seq += 1
+        finish = t + nxt(w, t)
+        if finish in due:
+            due[finish].append((w, k + 1))
+        else:
+            due[finish] = deque(((w, k + 1),))
+            push(heap, finish)
     return TimingSummary(num_updates, t, num_updates / t, delays, workers, times)

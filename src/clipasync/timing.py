@@ -32,8 +32,15 @@ FloatArray = npt.NDArray[np.float64]
 class ComputeTimeModel(Protocol):
     """A law for job compute times (time units of the simulator)."""
 
-    num_workers: int
-    stationary: bool
+    @property
+    def num_workers(self) -> int:
+        """Number of workers the model describes."""
+        ...
+
+    @property
+    def stationary(self) -> bool:
+        """Whether the law is the same at every time (allows block sampling)."""
+        ...
 
     def sample(self, worker: int, now: float, rng: np.random.Generator) -> float:
         """Return the compute time of the next job of ``worker`` started at ``now``."""

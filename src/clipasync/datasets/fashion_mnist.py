@@ -1,4 +1,4 @@
-"""Fashion-MNIST from the Debian package ``dataset-fashion-mnist``, and label-skew shards.
+"""Fashion-MNIST from the Debian package ``dataset-fashion-mnist``; label-skew shards.
 
 The Debian package installs the four original gzip-compressed IDX files under
 ``/usr/share/datasets/fashion-mnist``::
@@ -164,8 +164,22 @@ def _read_raw(
     return out[0], out[1], out[2], out[3]  # type: ignore[return-value]
 
 
-def stratified_subset(labels: npt.ArrayLike, size: int, rng: np.random.Generator) -> IntArray:
-    """Pick ``size`` indices whose class proportions match ``labels`` as far as possible.
+@functools.lru_cache(maxsize=2)
+def _pixel_stats(directory: Path) -> tuple[float, float]:
+    """Mean and standard deviation of all training pixels scaled to [0, 1] (exact,
+    from the 256-bin histogram)."""
+    counts = np.bincount(_read_raw(directory)[0].ravel(), minlength=256)
+    values = np.arange(256, dtype=np.float64) / 255.0
+    total = float(counts.sum())
+    mean = float(counts @ values) / total
+    var = float(counts @ (values - mean) ** 2) / total
+    return mean, float(np.sqrt(var))
+
+
+def stratified_subset(
+    labels: npt.ArrayLike, size: int, rng: np.random.Generator
+) -> IntArray:
+    """Pick ``size`` indices whose class proportions match those of ``labels``.
 
     Each class k gets ``floor(size * n_k / n)`` samples; the remaining slots go to the
     classes with the largest fractional parts (ties to the smaller label). Within a
@@ -233,12 +247,7 @@ def load_fashion_mnist(
     """
     directory = Path(data_dir) if data_dir is not None else default_data_dir()
     x_tr, y_tr, x_te, y_te = _read_raw(directory)
-    if normalize:
-        scaled = x_tr.astype(np.float64) / 255.0
-        mean, std = float(scaled.mean()), float(scaled.std())
-        del scaled
-    else:
-        mean, std = 0.0, 1.0
+    mean, std = _pixel_stats(directory) if normalize else (0.0, 1.0)
     rng = np.random.default_rng(seed)
     if subset is not None:
         idx = stratified_subset(y_tr, subset, rng)

@@ -94,7 +94,9 @@ def _read_books(db_path: Path) -> tuple[tuple[str, str], ...]:
     verses: dict[tuple[int, int], list[str]] = {}
     for t, b, p1, p2 in rows:
         text = str(p1 or "") + (" " + str(p2) if p2 else "")
-        verses.setdefault((int(t), int(b)), []).append(_VERSE_MARK.sub("", text).strip())
+        verses.setdefault((int(t), int(b)), []).append(
+            _VERSE_MARK.sub("", text).strip()
+        )
     return tuple(
         (names.get(key, f"{key[0]}-{key[1]}"), "\n".join(lines) + "\n")
         for key, lines in sorted(verses.items())
@@ -176,7 +178,7 @@ def make_sequences(
         stride: Step between windows (>= 1); default ``seq_len``.
 
     Returns:
-        ``(X, Y)``, both int64 of shape (num_windows, L), with ``Y[:, :-1] == X[:, 1:]``.
+        ``(X, Y)``, both int64 of shape (num_windows, L); ``Y[:, :-1] == X[:, 1:]``.
     """
     t = np.asarray(tokens, dtype=np.int64)
     if seq_len < 1:
@@ -269,7 +271,7 @@ def load_kjv_char_data(
         text = text[: budget - used]
         used += len(text)
         tokens = vocab.encode(text)
-        cut = len(text) - int(round(validation_fraction * len(text)))
+        cut = len(text) - round(validation_fraction * len(text))
         xt, yt = make_sequences(tokens[:cut], seq_len, stride)
         xv, yv = make_sequences(tokens[cut:], seq_len, stride)
         book = len(names)
@@ -324,7 +326,9 @@ def partition_by_book(
             f"partition_by_book: {books.shape[0]} books cannot fill {num_workers} "
             "workers (use more characters or fewer workers)"
         )
-    order = rng.permutation(books.shape[0]) if rng is not None else np.arange(books.size)
+    order = (
+        rng.permutation(books.shape[0]) if rng is not None else np.arange(books.size)
+    )
     order = order[np.argsort(-counts[order], kind="stable")]
     load = np.zeros(num_workers, dtype=np.int64)
     owner = np.empty(books.shape[0], dtype=np.int64)
@@ -333,4 +337,7 @@ def partition_by_book(
         owner[b] = w
         load[w] += counts[b]
     worker_of_sample = owner[np.searchsorted(books, ids)]
-    return [np.flatnonzero(worker_of_sample == w).astype(np.int64) for w in range(num_workers)]
+    return [
+        np.flatnonzero(worker_of_sample == w).astype(np.int64)
+        for w in range(num_workers)
+    ]

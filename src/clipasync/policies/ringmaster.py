@@ -101,6 +101,7 @@ class Ringmaster:
                     state, state.x, state.version, state.transform_state, (w,)
                 )
                 return new, skipped_reply(w)
+        info: dict[str, float]
         if g is None:
             x, ts, info = state.x, state.transform_state, {}
         else:
