@@ -33,8 +33,13 @@ def simulated_run(problem: LeastSquares) -> float:
     )
     policy = AsyncSGD(chain(clip_by_norm(1.0), scale(0.01)))
     t0 = time.perf_counter()
-    run(policy, pool, problem.initial_point(), stop=StopRule(max_updates=UPDATES),
-        rng=stream(0, Stream.POLICY))
+    run(
+        policy,
+        pool,
+        problem.initial_point(),
+        stop=StopRule(max_updates=UPDATES),
+        rng=stream(0, Stream.POLICY),
+    )
     return time.perf_counter() - t0
 
 
@@ -71,7 +76,10 @@ def main() -> None:
     exp16 = events_per_second(random_times("exponential", 1.0, 16), events)
     exp10k = events_per_second(random_times("exponential", 1.0, 10_000), events)
     print(f"timing-only, {events:,} events")
-    print(f"  16 workers, fixed times        {fixed16:12,.0f} events/s  (target >= 300,000)")
+    print(
+        f"  16 workers, fixed times        {fixed16:12,.0f} events/s"
+        "  (target >= 300,000)"
+    )
     print(f"  16 workers, exponential        {exp16:12,.0f} events/s")
     print(f"  10,000 workers, exponential    {exp10k:12,.0f} events/s")
     print(f"  ratio 10,000 / 16 workers      {exp10k / exp16:12.2f}   (target >= 0.5)")

@@ -23,7 +23,9 @@ class ScriptedRng:
         return v
 
 
-def diag_quadratic_grad(worker: int, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def diag_quadratic_grad(
+    worker: int, x: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """Exact gradient of f(x) = ½ x₁² + x₂² (∇f = (x₁, 2x₂)); ignores the rng."""
     del worker, rng
     return np.array([x[0], 2.0 * x[1]])

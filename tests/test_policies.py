@@ -54,7 +54,8 @@ def test_clipped_hand_trajectory():
     assert np.linalg.norm(g) > 1
     x3 = x2 - 0.5 * g / np.linalg.norm(g)
     res = trajectory(
-        AsyncSGD(chain(clip_by_norm(1.0), scale(0.5))), (1.0, 2.0, 3.0),
+        AsyncSGD(chain(clip_by_norm(1.0), scale(0.5))),
+        (1.0, 2.0, 3.0),
         StopRule(max_updates=3),
     )
     np.testing.assert_allclose(res.params, x3, rtol=1e-15)
@@ -88,7 +89,9 @@ def test_ringmaster_cancel_stale_restarts_hopeless_jobs():
     assert res.counts["cancelled"] == 2 and res.counts["discarded"] == 0
     assert a["worker"].tolist() == [0, 0, 0, 0]
     # Without cancellation w1 finishes at t=2.5 with delay 2 and is discarded.
-    res = trajectory(Ringmaster(scale(0.5), max_delay=2), (1.0, 2.5), StopRule(max_time=4.9))
+    res = trajectory(
+        Ringmaster(scale(0.5), max_delay=2), (1.0, 2.5), StopRule(max_time=4.9)
+    )
     assert res.counts["cancelled"] == 0 and res.counts["discarded"] == 1
 
 
@@ -96,8 +99,11 @@ def test_rennala_hand_trajectory():
     # B=2. t=1 w0@x0 (1 of 2), w0 restarts at x0. t=2 w1@x0 (2 of 2) → x1=(0.5,0).
     # t=2 w0@x0: stale, discarded. t=3 w2@x0 discarded; w0@x1 (1 of 2).
     # t=4 w1@x1 (started t=2, before w0's t=3 job) (2 of 2) → x2 = (0.25, 0).
-    res = trajectory(Rennala(scale(0.5), batch_size=2, cancel_stale=False),
-                     (1.0, 2.0, 3.0), StopRule(max_updates=2))
+    res = trajectory(
+        Rennala(scale(0.5), batch_size=2, cancel_stale=False),
+        (1.0, 2.0, 3.0),
+        StopRule(max_updates=2),
+    )
     np.testing.assert_array_equal(res.params, [0.25, 0.0])
     assert res.counts["discarded"] == 2
     assert res.time == 4.0
@@ -108,8 +114,9 @@ def test_rennala_cancelling_hand_trajectory():
     # x1=(0.5,0); the jobs of w0 and w2 at x0 are cancelled, all restart at x1
     # (due 3, 4, 5). t=3 w0@x1 (1 of 2). t=4 w1@x1 (2 of 2) → x2=(0.25,0), and the
     # jobs of w0 and w2 are cancelled again: 4 cancellations, no discards.
-    res = trajectory(Rennala(scale(0.5), batch_size=2), (1.0, 2.0, 3.0),
-                     StopRule(max_updates=2))
+    res = trajectory(
+        Rennala(scale(0.5), batch_size=2), (1.0, 2.0, 3.0), StopRule(max_updates=2)
+    )
     np.testing.assert_array_equal(res.params, [0.25, 0.0])
     assert res.counts["discarded"] == 0 and res.counts["cancelled"] == 4
     assert res.time == 4.0
@@ -117,7 +124,9 @@ def test_rennala_cancelling_hand_trajectory():
 
 def test_minibatch_hand_trajectory():
     # One gradient per worker at x0, step at t=3 → (0.5,0); again at t=6 → (0.25,0).
-    res = trajectory(SyncMinibatch(scale(0.5)), (1.0, 2.0, 3.0), StopRule(max_updates=2))
+    res = trajectory(
+        SyncMinibatch(scale(0.5)), (1.0, 2.0, 3.0), StopRule(max_updates=2)
+    )
     np.testing.assert_array_equal(res.params, [0.25, 0.0])
     assert res.time == 6.0 and res.counts["arrivals"] == 6
 
@@ -134,7 +143,9 @@ def test_random_assignment_fifo_hand_trajectory():
     #     g=(-0.375,-2) → x8=(0.125,1).
     policy = AsyncSGD(scale(0.5), assign="random")
     res = trajectory(
-        policy, (1.0, 3.0), StopRule(max_updates=8),
+        policy,
+        (1.0, 3.0),
+        StopRule(max_updates=8),
         rng=ScriptedRng([0, 0, 1, 1, 0, 0, 0, 0]),  # type: ignore[arg-type]
     )
     np.testing.assert_array_equal(res.params, [0.125, 1.0])
@@ -146,11 +157,17 @@ def test_random_assignment_fifo_hand_trajectory():
 
 # --- degenerate equivalences on a noisy problem with random times -------------
 
+
 def noisy_run(policy, num_workers=6, seed=3, updates=300, timing=None):
     timing = timing or random_times("exponential", 1.0, num_workers)
     pool = SimulatedPool(timing, noisy_quadratic_grad, seed=seed)
-    return run(policy, pool, np.full(5, 3.0), stop=StopRule(max_updates=updates),
-               rng=stream(seed, Stream.POLICY))
+    return run(
+        policy,
+        pool,
+        np.full(5, 3.0),
+        stop=StopRule(max_updates=updates),
+        rng=stream(seed, Stream.POLICY),
+    )
 
 
 def test_clip_infinity_equals_vanilla():
@@ -185,8 +202,12 @@ def test_delay_adaptive_differs_when_delays_exceed_n():
 
 def test_one_worker_is_plain_sgd():
     seed, gamma, steps = 7, 0.1, 50
-    res = noisy_run(AsyncSGD(chain(clip_by_norm(2.0), scale(gamma))), num_workers=1,
-                    seed=seed, updates=steps)
+    res = noisy_run(
+        AsyncSGD(chain(clip_by_norm(2.0), scale(gamma))),
+        num_workers=1,
+        seed=seed,
+        updates=steps,
+    )
     rng = stream(seed, Stream.ORACLE, 0)
     x = np.full(5, 3.0)
     for _ in range(steps):
@@ -214,6 +235,7 @@ def test_runs_are_deterministic_and_seed_dependent():
 
 # --- bad input ----------------------------------------------------------------
 
+
 def nan_every_third(worker, x, rng):
     nan_every_third.calls += 1
     g = x + rng.standard_normal(x.shape)
@@ -236,8 +258,13 @@ def nan_every_third(worker, x, rng):
 def test_nonfinite_gradients_are_counted_and_skipped(policy):
     nan_every_third.calls = 0
     pool = SimulatedPool(FixedTimes((1.0,) * 4), nan_every_third, seed=0)
-    res = run(policy, pool, np.ones(3), stop=StopRule(max_arrivals=120),
-              rng=np.random.default_rng(0))
+    res = run(
+        policy,
+        pool,
+        np.ones(3),
+        stop=StopRule(max_arrivals=120),
+        rng=np.random.default_rng(0),
+    )
     assert np.isfinite(res.params).all()
     assert res.counts["applied"] > 0
     assert res.recorder.arrival_arrays()["skipped"].sum() == res.counts["skipped"]
@@ -266,6 +293,11 @@ def test_policies_do_not_mutate_x0():
     x0 = np.full(5, 3.0)
     before = x0.copy()
     pool = SimulatedPool(random_times("exponential", 1.0, 3), noisy_quadratic_grad, 0)
-    run(AsyncSGD(scale(0.1)), pool, x0, stop=StopRule(max_updates=20),
-        rng=np.random.default_rng(0))
+    run(
+        AsyncSGD(scale(0.1)),
+        pool,
+        x0,
+        stop=StopRule(max_updates=20),
+        rng=np.random.default_rng(0),
+    )
     np.testing.assert_array_equal(x0, before)

@@ -34,8 +34,13 @@ def test_full_engine_matches_timing_only_path():
     for timing in (two_speed(8, 8, 4), random_times("lognormal", 1.0, 7, sigma=1.0)):
         s = simulate_timing(timing, 5000, seed=11)
         pool = SimulatedPool(timing, None, seed=11)
-        res = run(AsyncSGD(scale(0.1)), pool, np.zeros(2),
-                  stop=StopRule(max_arrivals=5000), rng=np.random.default_rng(0))
+        res = run(
+            AsyncSGD(scale(0.1)),
+            pool,
+            np.zeros(2),
+            stop=StopRule(max_arrivals=5000),
+            rng=np.random.default_rng(0),
+        )
         a = res.recorder.arrival_arrays()
         np.testing.assert_array_equal(a["delay"], s.delays)
         np.testing.assert_array_equal(a["worker"], s.workers)
@@ -48,8 +53,13 @@ def test_arrivals_by_time_T_with_sqrt_times():
     T = 57.3
     expected = sum(math.floor(T / math.sqrt(i)) for i in range(1, 31))
     pool = SimulatedPool(timing, None, seed=0)
-    res = run(AsyncSGD(scale(0.1)), pool, np.zeros(1), stop=StopRule(max_time=T),
-              rng=np.random.default_rng(0))
+    res = run(
+        AsyncSGD(scale(0.1)),
+        pool,
+        np.zeros(1),
+        stop=StopRule(max_time=T),
+        rng=np.random.default_rng(0),
+    )
     assert res.counts["arrivals"] == expected
     counts = np.bincount(res.recorder.arrival_arrays()["worker"], minlength=30)
     assert counts.tolist() == [math.floor(T / math.sqrt(i)) for i in range(1, 31)]
@@ -98,8 +108,13 @@ def test_trace_replay_is_exact_and_exhaustion_is_clear(tmp_path):
     path.write_text("worker,compute_time\n0,1.5\n1,0.5\n0,2.0\n1,0.25\n")
     trace = TraceTimes.from_csv(path)
     pool = SimulatedPool(trace, None, seed=0)
-    res = run(AsyncSGD(scale(0.1)), pool, np.zeros(1), stop=StopRule(max_time=100),
-              rng=np.random.default_rng(0))
+    res = run(
+        AsyncSGD(scale(0.1)),
+        pool,
+        np.zeros(1),
+        stop=StopRule(max_time=100),
+        rng=np.random.default_rng(0),
+    )
     a = res.recorder.arrival_arrays()
     # w1: 0.5, 0.75; w0: 1.5, 3.5; then the trace is exhausted.
     assert a["time"].tolist() == [0.5, 0.75, 1.5, 3.5]
@@ -146,8 +161,11 @@ def test_bad_timing_models(make, match):
 
 @pytest.mark.parametrize("kind", ["exponential", "lognormal", "pareto", "slow_prob"])
 def test_random_models_have_their_stated_means(kind, rng):
-    params = {"lognormal": {"sigma": 0.8}, "pareto": {"alpha": 3.0},
-              "slow_prob": {"p": 0.2, "slowdown": 6.0}}.get(kind, {})
+    params = {
+        "lognormal": {"sigma": 0.8},
+        "pareto": {"alpha": 3.0},
+        "slow_prob": {"p": 0.2, "slowdown": 6.0},
+    }.get(kind, {})
     model = random_times(kind, [1.0, 4.0], **params)
     for w in (0, 1):
         x = model.sample_block(w, rng, 200_000)
@@ -161,9 +179,15 @@ def test_target_stops_the_run_at_the_first_evaluation_that_reaches_it():
     def evaluate(x):
         return {"loss": 0.5 * float(x @ x)}
 
-    res = run(AsyncSGD(scale(0.05)), pool, np.full(3, 5.0),
-              stop=StopRule(max_time=500, target=Target("loss", 1.0)),
-              rng=np.random.default_rng(0), evaluate=evaluate, eval_every=2.0)
+    res = run(
+        AsyncSGD(scale(0.05)),
+        pool,
+        np.full(3, 5.0),
+        stop=StopRule(max_time=500, target=Target("loss", 1.0)),
+        rng=np.random.default_rng(0),
+        evaluate=evaluate,
+        eval_every=2.0,
+    )
     assert res.stop_reason == "target"
     evals = res.recorder.evals
     assert res.time_to_target == evals[-1]["time"]
@@ -173,9 +197,15 @@ def test_target_stops_the_run_at_the_first_evaluation_that_reaches_it():
 
 def test_divergence_is_detected():
     pool = SimulatedPool(FixedTimes((1.0,) * 4), noisy_quadratic_grad, seed=0)
-    res = run(AsyncSGD(scale(3.0)), pool, np.full(3, 5.0), stop=StopRule(max_time=1e4),
-              rng=np.random.default_rng(0), evaluate=lambda x: {"loss": float(x @ x)},
-              eval_every=1.0)
+    res = run(
+        AsyncSGD(scale(3.0)),
+        pool,
+        np.full(3, 5.0),
+        stop=StopRule(max_time=1e4),
+        rng=np.random.default_rng(0),
+        evaluate=lambda x: {"loss": float(x @ x)},
+        eval_every=1.0,
+    )
     assert res.stop_reason == "diverged"
     assert res.time < 1e4
 

@@ -7,8 +7,19 @@ straggling workers, a Ray runtime, and the diagnostics to measure it all.
 """
 
 from clipasync.engine import RunResult, StopRule, Target, run
-from clipasync.errors import ClipasyncError, ConfigError, SimulationExhausted, WorkerFailed
-from clipasync.policies import AsyncSGD, Rennala, Ringmaster, ServerPolicy, SyncMinibatch
+from clipasync.errors import (
+    ClipasyncError,
+    ConfigError,
+    SimulationExhausted,
+    WorkerFailed,
+)
+from clipasync.policies import (
+    AsyncSGD,
+    Rennala,
+    Ringmaster,
+    ServerPolicy,
+    SyncMinibatch,
+)
 from clipasync.sim import SimulatedPool, simulate_timing
 from clipasync.transforms import (
     GradientTransform,

@@ -30,8 +30,9 @@ StopReason = Literal[
 ]
 
 #: Metrics for which smaller is better; every other metric is maximised.
-MINIMISED = frozenset({"loss", "grad_norm", "perplexity", "test_loss", "test_perplexity",
-                       "suboptimality"})
+MINIMISED = frozenset(
+    {"loss", "grad_norm", "perplexity", "test_loss", "test_perplexity", "suboptimality"}
+)
 
 
 class WorkerPool(Protocol):
@@ -106,8 +107,14 @@ class StopRule:
     diverge_factor: float = 1e6
 
     def __post_init__(self) -> None:
-        if self.max_time is None and self.max_updates is None and self.max_arrivals is None:
-            raise ConfigError("stop needs at least one of max_time, max_updates, max_arrivals")
+        if (
+            self.max_time is None
+            and self.max_updates is None
+            and self.max_arrivals is None
+        ):
+            raise ConfigError(
+                "stop needs at least one of max_time, max_updates, max_arrivals"
+            )
         for name in ("max_time", "max_updates", "max_arrivals"):
             v = getattr(self, name)
             if v is not None and not (v > 0):
@@ -253,8 +260,12 @@ def run(
             reason = "max_updates"
         elif counts["arrivals"] >= max_arrivals:
             reason = "max_arrivals"
-    if evaluate is not None and reason in ("max_time", "max_updates", "max_arrivals",
-                                           "exhausted"):
+    if evaluate is not None and reason in (
+        "max_time",
+        "max_updates",
+        "max_arrivals",
+        "exhausted",
+    ):
         last = rec.evals[-1]["time"] if rec.evals else -1.0
         if now > last and do_eval(now) == "target":
             reason = "target"

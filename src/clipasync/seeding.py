@@ -35,10 +35,14 @@ def root_sequence(seed: Seed) -> np.random.SeedSequence:
     return np.random.SeedSequence(int(seed))
 
 
-def stream(seed: Seed, purpose: Stream, index: int | None = None) -> np.random.Generator:
+def stream(
+    seed: Seed, purpose: Stream, index: int | None = None
+) -> np.random.Generator:
     """Return the generator for ``purpose`` (and worker ``index``) of a run's seed."""
     root = root_sequence(seed)
-    key = (*root.spawn_key, int(purpose)) if index is None else (
-        *root.spawn_key, int(purpose), int(index)
+    key = (
+        (*root.spawn_key, int(purpose))
+        if index is None
+        else (*root.spawn_key, int(purpose), int(index))
     )
     return np.random.default_rng(np.random.SeedSequence(root.entropy, spawn_key=key))

@@ -19,6 +19,7 @@ updates per time unit and what delays" for a timing model under Algorithm 1.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipasync.errors import ConfigError, SimulationExhausted
-from clipasync.seeding import Stream, stream
+from clipasync.seeding import Stream, root_sequence, stream
 from clipasync.timing import ComputeTimeModel, FixedTimes, TraceTimes
 from clipasync.types import Arrival, Seed, Vector
 
@@ -37,7 +38,7 @@ Task = Callable[[int, Vector, np.random.Generator], Vector]
 
 # Compute times are drawn in vectorised blocks per worker; blocks start small and
 # double, so 10,000 workers that each run a few jobs do not draw 256 times each.
-_FIRST_BLOCK = 4
+_FIRST_BLOCK = 32
 _MAX_BLOCK = 256
 
 
@@ -52,7 +53,7 @@ class TimeSampler:
 
     def __init__(self, model: ComputeTimeModel, seed: Seed) -> None:
         self.model = model
-        self._seed = seed
+        self._seed = root_sequence(seed)  # hashed once: streams are made per worker
         n = model.num_workers
         self._rngs: list[np.random.Generator | None] = [None] * n
         # Per-worker state (public through worker_state / restore_worker).
@@ -96,6 +97,22 @@ class TimeSampler:
         self._block[worker] = int(state["block"])
         self._jobs[worker] = int(state["jobs"])
 
+    def take_block(self, worker: int, check: bool = True) -> npt.NDArray[np.float64]:
+        """Return ``worker``'s next times in bulk, in the order ``next`` gives them:
+        what is left of its buffer, else one fresh block (stationary models only)."""
+        buf = self._buffers[worker]
+        self._jobs[worker] += len(buf) or self._block[worker]
+        if buf:
+            out = np.asarray(buf[::-1], dtype=np.float64)
+            buf.clear()
+            return out
+        size = self._block[worker]
+        self._block[worker] = min(2 * size, _MAX_BLOCK)
+        block = self.model.sample_block(worker, self._rng(worker), size)
+        if check:
+            _check_times(block, worker)
+        return block
+
     def _make_trace(self, model: TraceTimes) -> Callable[[int, float], float]:
         jobs = self._jobs
 
@@ -135,11 +152,12 @@ class TimeSampler:
 
 
 def _check_times(times: npt.NDArray[np.float64], worker: int) -> None:
-    bad = ~(np.isfinite(times) & (times > 0))
-    if bad.any():
+    # Two reductions instead of an elementwise mask: this runs once per block. A NaN
+    # makes min() NaN, which fails the comparison too.
+    if not (times.min() > 0.0 and times.max() < math.inf):
+        bad = times[~(np.isfinite(times) & (times > 0))][0]
         raise ConfigError(
-            f"compute time must be positive and finite, got {times[bad][0]} "
-            f"for worker {worker}"
+            f"compute time must be positive and finite, got {bad} for worker {worker}"
         )
 
 
@@ -187,7 +205,9 @@ class SimulatedPool:
 
     def submit(self, worker: int, x: Vector | None, version: int) -> int:
         if not 0 <= worker < self.num_workers:
-            raise ConfigError(f"worker must be in [0, {self.num_workers}), got {worker}")
+            raise ConfigError(
+                f"worker must be in [0, {self.num_workers}), got {worker}"
+            )
         job = self._next_job
         self._next_job += 1
         self._jobs[job] = _Job(worker, x, version)
@@ -290,7 +310,16 @@ def simulate_timing(
 
     It draws the same compute times as :class:`SimulatedPool` for the same seed and
     breaks ties the same way, so its delays equal those of a full run with the same
-    timing model (a test checks this). About 10^6 events per second.
+    timing model (a test checks this).
+
+    Two exact algorithms: under Algorithm 1 each worker is a renewal process
+    independent of the others (worker i's j-th job ends at τ_{i,1} + … + τ_{i,j}), so
+    for a stationary random model the event order is a sort of the per-worker partial
+    sums, and the delay of an arrival is its rank minus the rank of the same worker's
+    previous arrival minus one — all vectorised, a few million events per second
+    whatever the number of workers. When two events share a finish time the order
+    depends on the start-order tie-break, and the event loop (a heap) is used
+    instead, about 10^6 events per second.
 
     Args:
         timing: Compute-time model.
@@ -299,6 +328,69 @@ def simulate_timing(
     """
     if num_updates <= 0:
         raise ConfigError(f"num_updates must be positive, got {num_updates}")
+    if timing.stationary and not isinstance(timing, FixedTimes):
+        summary = _simulate_renewal(timing, num_updates, seed)
+        if summary is not None:
+            return summary
+    return _simulate_events(timing, num_updates, seed)
+
+
+def _simulate_renewal(
+    timing: ComputeTimeModel, num_updates: int, seed: Seed
+) -> TimingSummary | None:
+    """Vectorised Algorithm 1 for stationary models; ``None`` if finish times tie."""
+    sampler = TimeSampler(timing, seed)
+    n = timing.num_workers
+    rate = float(np.sum(1.0 / timing.mean_times()))
+    horizon = 1.2 * num_updates / rate
+    finishes: list[npt.NDArray[np.float64]] = [np.empty(0)] * n
+    while True:
+        for w in range(n):
+            f = finishes[w]
+            while f.size == 0 or f[-1] <= horizon:
+                block = sampler.take_block(w, check=False)  # checked below, at once
+                start = f[-1] if f.size else 0.0
+                # Sequential sums, exactly as the event loop adds t + τ.
+                sums = np.add.accumulate(np.concatenate(([start], block)))[1:]
+                f = np.concatenate((f, sums))
+            finishes[w] = f
+        counts = np.array(
+            [int(np.searchsorted(f, horizon, side="right")) for f in finishes]
+        )
+        if counts.sum() >= num_updates + 1:
+            break
+        horizon *= 1.5
+    times = np.concatenate([f[:c] for f, c in zip(finishes, counts, strict=True)])
+    for w, f in enumerate(finishes):
+        # Partial sums increase strictly iff every time is positive; NaN fails too.
+        if not (f[0] > 0 and np.all(np.diff(f) > 0) and f[-1] < math.inf):
+            _check_times(np.diff(np.concatenate(([0.0], f))), w)
+    owner = np.repeat(np.arange(n), counts)
+    job = np.concatenate([np.arange(c) for c in counts])
+    order = np.argsort(times, kind="stable")[: num_updates + 1]
+    t_sorted = times[order]
+    if np.any(t_sorted[1:] == t_sorted[:-1]):
+        return None  # a tie: the start-order tie-break decides, use the event loop
+    order = order[:num_updates]
+    times, workers, jobs = times[order], owner[order], job[order]
+    # rank[flat index of (worker, job)] = position of that arrival in time order.
+    offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    flat = offsets[workers] + jobs
+    rank = np.full(int(counts.sum()), -1, dtype=np.int64)
+    rank[flat] = np.arange(num_updates)
+    k = np.arange(num_updates)
+    dispatched = np.where(jobs > 0, rank[np.maximum(flat - 1, 0)] + 1, 0)
+    delays = (k - dispatched).astype(np.int64)
+    end = float(times[-1])
+    return TimingSummary(
+        num_updates, end, num_updates / end, delays, workers.astype(np.int64), times
+    )
+
+
+def _simulate_events(
+    timing: ComputeTimeModel, num_updates: int, seed: Seed
+) -> TimingSummary:
+    """Event-loop Algorithm 1 (exact with ties)."""
     nxt = TimeSampler(timing, seed).next
     n = timing.num_workers
     # A heap of distinct finish times (floats compare several times faster than

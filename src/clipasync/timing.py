@@ -57,7 +57,9 @@ class ComputeTimeModel(Protocol):
         ...
 
 
-def _per_worker(name: str, value: float | Sequence[float], num_workers: int) -> FloatArray:
+def _per_worker(
+    name: str, value: float | Sequence[float], num_workers: int
+) -> FloatArray:
     arr = np.broadcast_to(np.asarray(value, dtype=np.float64), (num_workers,)).copy()
     if arr.shape != (num_workers,):
         raise ConfigError(f"{name} must be a number or a list of {num_workers} numbers")
@@ -79,7 +81,9 @@ def _check_num_workers(num_workers: int) -> int:
 def _resolve_workers(num_workers: int | None, value: float | Sequence[float]) -> int:
     if num_workers is None:
         if np.ndim(value) == 0:
-            raise ConfigError("num_workers is required when times are given as a number")
+            raise ConfigError(
+                "num_workers is required when times are given as a number"
+            )
         return len(value)  # type: ignore[arg-type]
     return _check_num_workers(num_workers)
 
@@ -108,7 +112,9 @@ class FixedTimes:
         del now, rng
         return self.times[worker]
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         del rng
         return np.full(size, self.times[worker])
 
@@ -123,13 +129,14 @@ def two_speed(
     ``num_slow`` at ``slow_time`` (D). Workers 0..num_fast−1 are the fast ones."""
     if num_fast < 0 or num_slow < 0 or num_fast + num_slow == 0:
         raise ConfigError(
-            f"need num_fast, num_slow >= 0 and at least one worker, got {num_fast}, {num_slow}"
+            f"need num_fast, num_slow >= 0 and at least one worker, "
+            f"got {num_fast}, {num_slow}"
         )
     return FixedTimes((float(fast_time),) * num_fast + (float(slow_time),) * num_slow)
 
 
 def sqrt_times(num_workers: int) -> FixedTimes:
-    """Return τ_i = √i for i = 1..n (Tyurin & Richtárik 2023; Mishchenko et al. 2022)."""
+    """Return τ_i = √i, i = 1..n (Tyurin & Richtárik 2023; Mishchenko et al. 2022)."""
     n = _check_num_workers(num_workers)
     return FixedTimes(tuple(math.sqrt(i) for i in range(1, n + 1)))
 
@@ -149,7 +156,9 @@ class _RandomTimes:
         del now
         return float(self.sample_block(worker, rng, 1)[0])
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         raise NotImplementedError
 
     def mean_times(self) -> FloatArray:
@@ -160,7 +169,9 @@ class _RandomTimes:
 class ExponentialTimes(_RandomTimes):
     """τ ~ Exp with the worker's mean (memoryless service; light tail)."""
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         return rng.exponential(self.means[worker], size)
 
 
@@ -174,7 +185,9 @@ class LogNormalTimes(_RandomTimes):
         if not (self.sigma >= 0 and math.isfinite(self.sigma)):
             raise ConfigError(f"sigma must be >= 0, got {self.sigma}")
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         s = self.sigma
         return self.means[worker] * np.exp(s * rng.standard_normal(size) - 0.5 * s * s)
 
@@ -193,7 +206,9 @@ class ParetoTimes(_RandomTimes):
         if not (self.alpha > 1 and math.isfinite(self.alpha)):
             raise ConfigError(f"alpha must be > 1 (finite mean), got {self.alpha}")
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         t_min = self.means[worker] * (self.alpha - 1) / self.alpha
         # numpy's pareto is Lomax (shifted): (1 + Lomax) * t_min is classic Pareto.
         return t_min * (1.0 + rng.pareto(self.alpha, size))
@@ -212,7 +227,9 @@ class SlowWithProbability(_RandomTimes):
         if not (self.slowdown >= 1 and math.isfinite(self.slowdown)):
             raise ConfigError(f"slowdown must be >= 1, got {self.slowdown}")
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         slow = rng.random(size) < self.p
         return np.where(slow, self.means[worker] * self.slowdown, self.means[worker])
 
@@ -243,7 +260,9 @@ def random_times(
         "slow_prob": SlowWithProbability,
     }
     if kind not in classes:
-        raise ConfigError(f"unknown timing kind {kind!r}; choose one of: {', '.join(classes)}")
+        raise ConfigError(
+            f"unknown timing kind {kind!r}; choose one of: {', '.join(classes)}"
+        )
     n = _resolve_workers(num_workers, mean)
     means = tuple(float(m) for m in _per_worker("mean", mean, n))
     try:
@@ -294,7 +313,9 @@ class TraceTimes:
     def sample(self, worker: int, now: float, rng: np.random.Generator) -> float:
         raise TypeError("TraceTimes is sampled by job index: use job_time()")
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         raise TypeError("TraceTimes is not stationary")
 
     def mean_times(self) -> FloatArray:
@@ -317,9 +338,13 @@ class TraceTimes:
                     try:
                         w, t = int(row["worker"]), float(row["compute_time"])
                     except (TypeError, ValueError):
-                        raise ConfigError(f"trace {path} line {line}: bad row {row}") from None
+                        raise ConfigError(
+                            f"trace {path} line {line}: bad row {row}"
+                        ) from None
                     if w < 0:
-                        raise ConfigError(f"trace {path} line {line}: negative worker {w}")
+                        raise ConfigError(
+                            f"trace {path} line {line}: negative worker {w}"
+                        )
                     rows.setdefault(w, []).append(t)
         except FileNotFoundError:
             raise ConfigError(f"trace file not found: {path}") from None
@@ -351,7 +376,8 @@ class OnOffTimes:
     def __post_init__(self) -> None:
         if not (self.period > 0 and 0 <= self.off_time < self.period):
             raise ConfigError(
-                f"need period > 0 and 0 <= off_time < period, got {self.period}, {self.off_time}"
+                f"need period > 0 and 0 <= off_time < period, "
+                f"got {self.period}, {self.off_time}"
             )
         if len(self.phases) != self.base.num_workers:
             raise ConfigError("phases must list one offset per worker")
@@ -365,7 +391,9 @@ class OnOffTimes:
         wait = self.off_time - pos if pos < self.off_time else 0.0
         return wait + self.base.sample(worker, now + wait, rng)
 
-    def sample_block(self, worker: int, rng: np.random.Generator, size: int) -> FloatArray:
+    def sample_block(
+        self, worker: int, rng: np.random.Generator, size: int
+    ) -> FloatArray:
         raise TypeError("OnOffTimes is not stationary")
 
     def mean_times(self) -> FloatArray:

@@ -1,7 +1,8 @@
 """Core value types shared by every layer: vectors, arrivals, replies.
 
-Vocabulary (see DESIGN.md): ``version`` is the server iterate counter k, ``delay`` is the
-version at arrival minus the version the job's model had, ``job`` is one oracle call.
+Vocabulary (see DESIGN.md): ``version`` is the server iterate counter k, ``delay``
+is the version at arrival minus the version the job's model had, ``job`` is one
+oracle call.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-#: A flat parameter or gradient vector. Float64 in the numpy problems, float32 for torch.
+#: A flat parameter or gradient vector (float64 for numpy problems, float32 for torch).
 Vector = npt.NDArray[np.floating[Any]]
 
 #: Anything that seeds a random stream.

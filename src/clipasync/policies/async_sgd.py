@@ -71,7 +71,9 @@ class AsyncSGD:
         if self.assign not in ("same", "random"):
             raise ConfigError(f"assign must be 'same' or 'random', got {self.assign!r}")
 
-    def init(self, x0: Vector, num_workers: int, rng: np.random.Generator) -> AsyncState:
+    def init(
+        self, x0: Vector, num_workers: int, rng: np.random.Generator
+    ) -> AsyncState:
         if num_workers < 1:
             raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
         return AsyncState(x0, 0, self.transform.init(x0), num_workers, rng)
@@ -84,25 +86,36 @@ class AsyncSGD:
             return (worker,)
         return (int(state.rng.integers(state.num_workers)),)
 
-    def on_arrival(self, state: AsyncState, arrival: Arrival) -> tuple[AsyncState, Reply]:
+    def on_arrival(
+        self, state: AsyncState, arrival: Arrival
+    ) -> tuple[AsyncState, Reply]:
         delay = state.version - arrival.version
         g = arrival.payload
         if g is None:  # timing-only run: advance the version, keep x
             new = AsyncState(
-                state.x, state.version + 1, state.transform_state, state.num_workers,
+                state.x,
+                state.version + 1,
+                state.transform_state,
+                state.num_workers,
                 state.rng,
             )
-            reply = Reply(applied=True, dispatch=self._next_worker(state, arrival.worker))
+            reply = Reply(
+                applied=True, dispatch=self._next_worker(state, arrival.worker)
+            )
             return new, reply
         norm = checked_norm(g)
         if norm is None:
             return state, skipped_reply(
                 arrival.worker, self._next_worker(state, arrival.worker)
             )
-        ctx = UpdateContext(state.version, delay, arrival.worker, state.num_workers, norm)
+        ctx = UpdateContext(
+            state.version, delay, arrival.worker, state.num_workers, norm
+        )
         u, ts, info = self.transform.update(g, state.transform_state, ctx)
         info.setdefault("pre_clip_norm", norm)
-        new = AsyncState(state.x - u, state.version + 1, ts, state.num_workers, state.rng)
+        new = AsyncState(
+            state.x - u, state.version + 1, ts, state.num_workers, state.rng
+        )
         return new, Reply(
             applied=True, dispatch=self._next_worker(state, arrival.worker), info=info
         )

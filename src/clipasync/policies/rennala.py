@@ -96,9 +96,13 @@ class Rennala:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
-            raise ConfigError(f"batch_size (B) must be an integer >= 1, got {self.batch_size}")
+            raise ConfigError(
+                f"batch_size (B) must be an integer >= 1, got {self.batch_size}"
+            )
 
-    def init(self, x0: Vector, num_workers: int, rng: np.random.Generator) -> BatchState:
+    def init(
+        self, x0: Vector, num_workers: int, rng: np.random.Generator
+    ) -> BatchState:
         del rng
         if num_workers < 1:
             raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
@@ -107,7 +111,9 @@ class Rennala:
     def start(self, state: BatchState) -> tuple[int, ...]:
         return tuple(range(state.num_workers))
 
-    def on_arrival(self, state: BatchState, arrival: Arrival) -> tuple[BatchState, Reply]:
+    def on_arrival(
+        self, state: BatchState, arrival: Arrival
+    ) -> tuple[BatchState, Reply]:
         w = arrival.worker
         if arrival.version != state.version:
             return state, Reply(applied=False, discarded=True, dispatch=(w,))
@@ -121,15 +127,19 @@ class Rennala:
         total, count = _accumulate(state.total, g), state.count + 1
         if count < self.batch_size:
             new = BatchState(
-                state.x, state.version, state.transform_state, state.num_workers,
-                total, count,
+                state.x,
+                state.version,
+                state.transform_state,
+                state.num_workers,
+                total,
+                count,
             )
             return new, Reply(applied=False, dispatch=(w,), info=info)
         x, ts, step_info = _step(self.transform, state, total, count)
         info.update(step_info)
         new = BatchState(x, state.version + 1, ts, state.num_workers, None, 0)
         if self.cancel_stale:
-            # Every worker has exactly one job in flight (each arrival is re-dispatched),
+            # Each worker has exactly one job in flight (arrivals are re-dispatched),
             # all at the old point: restart them all at x_{k+1}.
             others = tuple(i for i in range(state.num_workers) if i != w)
             everyone = tuple(range(state.num_workers))
@@ -162,7 +172,9 @@ class SyncMinibatch:
     transform: GradientTransform
     name: str = "minibatch"
 
-    def init(self, x0: Vector, num_workers: int, rng: np.random.Generator) -> BatchState:
+    def init(
+        self, x0: Vector, num_workers: int, rng: np.random.Generator
+    ) -> BatchState:
         del rng
         if num_workers < 1:
             raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
@@ -171,7 +183,9 @@ class SyncMinibatch:
     def start(self, state: BatchState) -> tuple[int, ...]:
         return tuple(range(state.num_workers))
 
-    def on_arrival(self, state: BatchState, arrival: Arrival) -> tuple[BatchState, Reply]:
+    def on_arrival(
+        self, state: BatchState, arrival: Arrival
+    ) -> tuple[BatchState, Reply]:
         w = arrival.worker
         g = arrival.payload
         info: dict[str, float] = {}
@@ -186,14 +200,21 @@ class SyncMinibatch:
         waiting = (*state.waiting, w)
         if len(waiting) < state.num_workers:
             new = BatchState(
-                state.x, state.version, state.transform_state, state.num_workers,
-                total, len(waiting), waiting,
+                state.x,
+                state.version,
+                state.transform_state,
+                state.num_workers,
+                total,
+                len(waiting),
+                waiting,
             )
             return new, Reply(applied=False, info=info)
         x, ts, step_info = _step(self.transform, state, total, len(waiting))
         info.update(step_info)
         new = BatchState(x, state.version + 1, ts, state.num_workers, None, 0)
-        return new, Reply(applied=True, dispatch=tuple(range(state.num_workers)), info=info)
+        return new, Reply(
+            applied=True, dispatch=tuple(range(state.num_workers)), info=info
+        )
 
     def params(self, state: BatchState) -> Vector:
         return state.x

@@ -69,7 +69,9 @@ class Ringmaster:
         if not (self.max_delay >= 1):
             raise ConfigError(f"max_delay (R) must be >= 1, got {self.max_delay}")
         if self.max_delay != math.inf and self.max_delay != int(self.max_delay):
-            raise ConfigError(f"max_delay (R) must be an integer or inf, got {self.max_delay}")
+            raise ConfigError(
+                f"max_delay (R) must be an integer or inf, got {self.max_delay}"
+            )
 
     def init(
         self, x0: Vector, num_workers: int, rng: np.random.Generator
@@ -91,7 +93,9 @@ class Ringmaster:
         delay = state.version - arrival.version
         g = arrival.payload
         if delay >= self.max_delay:
-            new = self._restart(state, state.x, state.version, state.transform_state, (w,))
+            new = self._restart(
+                state, state.x, state.version, state.transform_state, (w,)
+            )
             return new, Reply(applied=False, discarded=True, dispatch=(w,))
         norm = None
         if g is not None:
