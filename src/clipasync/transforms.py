@@ -76,8 +76,8 @@ def clip_by_norm(max_norm: float | None) -> GradientTransform:
     """Clip a gradient to Euclidean norm at most ``max_norm``.
 
     .. math::
-        \\operatorname{clip}_c(g) = \\min\\left(1, \\frac{c}{\\lVert g\\rVert}\\right) g,
-        \\qquad \\operatorname{clip}_c(0) = 0.
+        \\mathrm{clip}_c(g) = \\min\\left(1, \\frac{c}{\\lVert g\\rVert}\\right) g,
+        \\qquad \\mathrm{clip}_c(0) = 0.
 
     This is the exact operator of Erickson & Johansson (2026), Algorithm 1. Note: unlike
     ``torch.nn.utils.clip_grad_norm_`` there is no ``+1e-6`` in the denominator, so a
