@@ -1,0 +1,254 @@
+"""The ``clipasync`` command line.
+
+Examples::
+
+    clipasync run experiments/stragglers.yaml            # the demo (make demo)
+    clipasync run experiments/quick.yaml --set seeds=[0] --out /tmp/q --workers 1
+    clipasync report reports/stragglers-20260101-120000  # rebuild report and plots
+    clipasync list                                       # methods, timings, problems
+    clipasync timing --kind two_speed --slow-time 8      # update rate and delays
+    clipasync timing experiments/stragglers.yaml
+
+A configuration error prints ``error: <one line>`` on stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from clipasync.errors import ClipasyncError
+
+app = typer.Typer(
+    name="clipasync",
+    help="Asynchronous SGD with clipping against stragglers: run, report, inspect.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+T = TypeVar("T")
+
+
+def _guard(fn: Callable[[], T]) -> T:
+    """Run ``fn``; a library error becomes ``error: <one line>`` and exit code 2."""
+    try:
+        return fn()
+    except ClipasyncError as exc:
+        msg = " ".join(str(exc).split())
+        typer.echo(f"error: {msg}", err=True)
+        raise typer.Exit(2) from None
+
+
+@app.command("run")
+def run_cmd(
+    config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set", help="Override a key: --set timing.slow_time=8 (YAML value)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Report directory (default reports/<name>-<timestamp>)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (1: in-process).", min=1)
+    ] = None,
+    no_progress: Annotated[
+        bool, typer.Option("--no-progress", help="Hide the progress bar.")
+    ] = False,
+) -> None:
+    """Run an experiment grid on the simulator and write its report directory.
+
+    Rerunning into the same --out skips the runs that already finished.
+    """
+    from clipasync.config import load_config
+    from clipasync.experiment import expand, run_experiment
+
+    def go() -> Path:
+        cfg = load_config(config, set_ or [])
+        specs = expand(cfg)
+        target = out
+        if target is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            target = Path("reports") / f"{cfg.name}-{stamp}"
+        if not no_progress:
+            typer.echo(f"{cfg.name}: {len(specs)} runs -> {target}", err=True)
+        t0 = time.perf_counter()
+        path = run_experiment(cfg, target, progress=not no_progress, workers=workers)
+        if not no_progress:
+            typer.echo(f"done in {time.perf_counter() - t0:.1f} s", err=True)
+        return path
+
+    path = _guard(go)
+    typer.echo(str(path))
+
+
+@app.command("report")
+def report_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A directory written by `run`.")],
+) -> None:
+    """Rebuild summary.csv, report.md and the plots of a run directory."""
+    from clipasync.report import build_report
+
+    path = _guard(lambda: build_report(run_dir))
+    typer.echo(str(path))
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the method policies, timing models, problems and noise kinds."""
+    from clipasync.config import METHOD_POLICIES, TIMING_KINDS
+    from clipasync.noise import NOISES
+    from clipasync.problems import PROBLEMS
+
+    console = Console(width=100)
+
+    def table(title: str, rows: list[tuple[str, str]]) -> None:
+        t = Table(title=title, title_justify="left", show_header=False)
+        t.add_column("name", style="bold")
+        t.add_column("description")
+        for name, desc in rows:
+            t.add_row(name, desc)
+        console.print(t)
+
+    table(
+        "Methods (policy: and its fields)",
+        [
+            (
+                name,
+                f"{desc}; fields: stepsize, max_norm, delay_adaptive"
+                + "".join(f", {f}" for f in fields),
+            )
+            for name, (desc, fields) in METHOD_POLICIES.items()
+        ],
+    )
+    table(
+        "Timing models (timing.kind)",
+        [
+            (name, f"{desc}; fields: {', '.join((*req, *opt)) or '-'}")
+            for name, (desc, req, opt) in TIMING_KINDS.items()
+        ],
+    )
+    table("Problems (problem.name)", [(n, _first_line(f)) for n, f in PROBLEMS.items()])
+    table(
+        "Noise (problem.noise.kind)", [(n, _first_line(f)) for n, f in NOISES.items()]
+    )
+
+
+def _first_line(obj: Any) -> str:
+    doc = getattr(obj, "__doc__", None) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+@app.command("timing")
+def timing_cmd(
+    config: Annotated[
+        Path | None, typer.Argument(help="Experiment YAML (uses its timing and sweep).")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="Timing kind (see `clipasync list`).")] = (
+        "two_speed"
+    ),
+    num_fast: Annotated[int, typer.Option(help="two_speed: fast workers.")] = 8,
+    num_slow: Annotated[int, typer.Option(help="two_speed: slow workers.")] = 8,
+    slow_time: Annotated[float, typer.Option(help="two_speed: slow time D.")] = 4.0,
+    num_workers: Annotated[
+        int, typer.Option(help="sqrt/exponential/...: workers.")
+    ] = 16,
+    mean: Annotated[float, typer.Option(help="Random kinds: mean time.")] = 1.0,
+    events: Annotated[int, typer.Option(help="Updates to simulate.", min=1)] = 100_000,
+    seed: Annotated[int, typer.Option(help="Seed.", min=0)] = 0,
+) -> None:
+    """Simulate a timing model without gradients: update rate and delay quantiles.
+
+    Algorithm 1 (every worker busy, re-dispatched on return); 10^5 events take well
+    under a second.
+    """
+    from clipasync.config import TimingConfig, load_config
+    from clipasync.experiment import build_timing
+    from clipasync.sim import simulate_timing
+
+    def models() -> list[tuple[str, dict[str, Any]]]:
+        if config is not None:
+            cfg = load_config(config)
+            out = []
+            for point in cfg.sweep_points():
+                c = cfg.at(point) if point else cfg
+                t = c.timing.model_dump(mode="json", exclude_none=True)
+                label = ", ".join(f"{k}={v}" for k, v in point.items()) or cfg.name
+                out.append((label, t))
+            return out
+        raw: dict[str, Any] = {"kind": kind}
+        if kind == "two_speed":
+            raw.update(num_fast=num_fast, num_slow=num_slow, slow_time=slow_time)
+        elif kind == "sqrt":
+            raw.update(num_workers=num_workers)
+        elif kind != "fixed" and kind != "trace":
+            raw.update(mean=mean, num_workers=num_workers)
+        from pydantic import ValidationError
+
+        from clipasync.config import one_line
+        from clipasync.errors import ConfigError
+
+        try:
+            t = TimingConfig.model_validate(raw).model_dump(
+                mode="json", exclude_none=True
+            )
+        except ValidationError as exc:
+            raise ConfigError(one_line(exc).replace("at ", "at timing.", 1)) from None
+        return [(kind, t)]
+
+    def go() -> Table:
+        table = Table(title=f"Algorithm 1, {events} updates, seed {seed}")
+        for col in (
+            "setting",
+            "workers",
+            "updates/time",
+            "mean delay",
+            "p50",
+            "p90",
+            "p99",
+            "max",
+            "wall ms",
+        ):
+            table.add_column(col, justify="right" if col != "setting" else "left")
+        for label, t in models():
+            model = build_timing(t)
+            t0 = time.perf_counter()
+            s = simulate_timing(model, events, seed)
+            ms = 1000 * (time.perf_counter() - t0)
+            q = np.quantile(s.delays, [0.5, 0.9, 0.99])
+            table.add_row(
+                label,
+                str(model.num_workers),
+                f"{s.updates_per_time:.3f}",
+                f"{s.mean_delay():.2f}",
+                f"{q[0]:g}",
+                f"{q[1]:g}",
+                f"{q[2]:g}",
+                str(int(s.delays.max())),
+                f"{ms:.0f}",
+            )
+        return table
+
+    table = _guard(go)
+    Console(width=110).print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point alias
+    """Run the app (``python -m clipasync.cli``)."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

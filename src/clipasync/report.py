@@ -1,0 +1,656 @@
+"""Turn a run directory into ``summary.csv``, ``report.md`` and PNG plots.
+
+For every (sweep point, method) the best grid point is the one with the smallest mean
+time to target over seeds; a run that never reached the target counts as the time cap
+(so a mean that includes such runs is a lower bound, and the report says "never
+reached k/n"). Without a target, the final value of the loss is ranked instead. The
+speedup of the reference method (clipped ASGD) over a baseline at a sweep point is
+baseline's best mean ÷ reference's best mean (> 1: the reference is faster).
+
+Command line: ``clipasync report RUN_DIR`` rebuilds everything from ``runs/``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import yaml
+
+from clipasync.errors import ConfigError
+from clipasync.experiment import RUNS_DIR, load_runs
+from clipasync.io import write_rows_csv_atomic, write_text_atomic
+
+Array = npt.NDArray[np.float64]
+
+
+@dataclass
+class Cell:
+    """All seeds of one (sweep point, method, grid point).
+
+    Attributes:
+        point: Sweep values, in sweep-key order.
+        method: Method name.
+        hyper: The grid point.
+        runs: Run summaries (one per seed).
+        scores: Time to target (cap when not reached), or final loss without target.
+    """
+
+    point: tuple[Any, ...]
+    method: str
+    hyper: dict[str, Any]
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.scores))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.scores, ddof=1)) if len(self.scores) > 1 else 0.0
+
+    @property
+    def reached(self) -> int:
+        return sum(bool(r.get("reached")) for r in self.runs)
+
+    @property
+    def diverged(self) -> int:
+        return sum(r.get("stop_reason") == "diverged" for r in self.runs)
+
+
+@dataclass
+class Analysis:
+    """What the report shows, computed once from the run summaries."""
+
+    config: dict[str, Any]
+    sweep_keys: list[str]
+    points: list[tuple[Any, ...]]
+    methods: list[str]
+    cells: list[Cell]
+    best: dict[tuple[tuple[Any, ...], str], Cell]
+    reference: str | None
+    has_target: bool
+    cap: float | None
+
+    @property
+    def score_name(self) -> str:
+        return "time to target" if self.has_target else "final loss"
+
+    def x_values(self) -> list[float] | None:
+        """Numeric sweep values when there is exactly one numeric sweep key."""
+        if len(self.sweep_keys) != 1:
+            return None
+        vals = [p[0] for p in self.points]
+        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
+            return [float(v) for v in vals]
+        return None
+
+    def point_label(self, point: tuple[Any, ...]) -> str:
+        if not self.sweep_keys:
+            return "-"
+        return ", ".join(
+            f"{_short(k)}={_num(v)}"
+            for k, v in zip(self.sweep_keys, point, strict=True)
+        )
+
+
+def _short(key: str) -> str:
+    return "D" if key == "timing.slow_time" else key.split(".")[-1]
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _fmt(v: float, digits: int = 3) -> str:
+    if not math.isfinite(v):
+        return "—"
+    return f"{v:.{digits}g}"
+
+
+def analyse(runs: Sequence[dict[str, Any]], config: dict[str, Any]) -> Analysis:
+    """Group runs into cells and pick the best grid point of each (point, method).
+
+    Raises:
+        ConfigError: If there are no runs.
+    """
+    if not runs:
+        raise ConfigError("no finished runs to report on")
+    stop = config.get("stop", {})
+    target = stop.get("target")
+    cap = stop.get("max_time")
+    sweep_keys = list((config.get("sweep") or {}).keys())
+    methods = [m for m in config.get("methods", {})]
+    cells: dict[tuple[tuple[Any, ...], str, str], Cell] = {}
+    points: list[tuple[Any, ...]] = []
+    for r in runs:
+        point = tuple(r["sweep"].get(k) for k in sweep_keys)
+        if point not in points:
+            points.append(point)
+        if r["method"] not in methods:
+            methods.append(r["method"])
+        key = (point, r["method"], json.dumps(r["hyper"], sort_keys=True))
+        cell = cells.setdefault(key, Cell(point, r["method"], r["hyper"]))
+        cell.runs.append(r)
+        if target:
+            t = r.get("time_to_target")
+            limit = cap if cap is not None else r.get("sim_time", math.inf)
+            cell.scores.append(float(t) if t is not None else float(limit))
+        else:
+            loss = (r.get("final") or {}).get("loss")
+            cell.scores.append(float(loss) if loss is not None else math.inf)
+    best: dict[tuple[tuple[Any, ...], str], Cell] = {}
+    for cell in cells.values():
+        k = (cell.point, cell.method)
+        cur = best.get(k)
+        # Smallest mean; among equals, more seeds reaching, then the smaller stepsize.
+        rank = (cell.mean, -cell.reached, cell.hyper.get("stepsize", 0.0))
+        if cur is None or rank < (
+            cur.mean,
+            -cur.reached,
+            cur.hyper.get("stepsize", 0.0),
+        ):
+            best[k] = cell
+    reference = config.get("reference")
+    if reference not in methods:
+        reference = None
+    return Analysis(
+        config=config,
+        sweep_keys=sweep_keys,
+        points=points,
+        methods=[m for m in methods if any(c.method == m for c in cells.values())],
+        cells=list(cells.values()),
+        best=best,
+        reference=reference,
+        has_target=bool(target),
+        cap=float(cap) if cap is not None else None,
+    )
+
+
+# ---------------------------------------------------------------------------
+# Tables.
+
+
+def summary_rows(a: Analysis) -> list[dict[str, Any]]:
+    """One row per (sweep point, method, grid point), best ones flagged."""
+    rows = []
+    hyper_keys: list[str] = []
+    for c in a.cells:
+        hyper_keys.extend(k for k in c.hyper if k not in hyper_keys)
+    for c in sorted(
+        a.cells, key=lambda c: (a.points.index(c.point), a.methods.index(c.method))
+    ):
+        s = np.asarray(c.scores, dtype=float)
+        row: dict[str, Any] = dict(zip(a.sweep_keys, c.point, strict=True))
+        row["method"] = c.method
+        row["policy"] = c.runs[0].get("policy", "")
+        row.update({k: c.hyper.get(k) for k in hyper_keys})
+        row.update(
+            {
+                "seeds": len(c.runs),
+                "reached": c.reached,
+                "diverged": c.diverged,
+                "score": a.score_name.replace(" ", "_"),
+                "mean": c.mean,
+                "std": c.std,
+                "median": float(np.median(s)),
+                "min": float(s.min()),
+                "max": float(s.max()),
+                "mean_final_loss": float(
+                    np.mean(
+                        [
+                            (r.get("final") or {}).get("loss", math.nan) or math.nan
+                            for r in c.runs
+                        ]
+                    )
+                ),
+                "mean_delay": float(
+                    np.nanmean([_f(r.get("mean_delay")) for r in c.runs])
+                ),
+                "frac_clipped": float(
+                    np.nanmean([_f(r.get("frac_clipped")) for r in c.runs])
+                )
+                if any(r.get("frac_clipped") is not None for r in c.runs)
+                else math.nan,
+                "best": a.best[(c.point, c.method)] is c,
+            }
+        )
+        rows.append(row)
+    return rows
+
+
+def _f(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _hyper_text(h: dict[str, Any]) -> str:
+    parts = [f"γ={_num(h['stepsize'])}"]
+    if h.get("max_norm") is not None:
+        parts.append(f"c={_num(h['max_norm'])}")
+    if h.get("max_delay") is not None:
+        parts.append(f"R={h['max_delay']}")
+    if h.get("batch_size") is not None:
+        parts.append(f"B={h['batch_size']}")
+    if h.get("delay_adaptive"):
+        parts.append("delay-adaptive")
+    if h.get("assign") == "random":
+        parts.append("random assignment")
+    return ", ".join(parts)
+
+
+def speedups(a: Analysis) -> dict[tuple[tuple[Any, ...], str], float]:
+    """Baseline best mean ÷ reference best mean, per (point, baseline)."""
+    out: dict[tuple[tuple[Any, ...], str], float] = {}
+    if a.reference is None:
+        return out
+    for p in a.points:
+        ref = a.best.get((p, a.reference))
+        if ref is None:
+            continue
+        for m in a.methods:
+            other = a.best.get((p, m))
+            if m != a.reference and other is not None and ref.mean > 0:
+                out[(p, m)] = other.mean / ref.mean
+    return out
+
+
+def findings(a: Analysis) -> list[str]:
+    """Plain sentences stating what was measured (whichever way it came out)."""
+    lines: list[str] = []
+    if len(a.points) >= 2:
+        first, last = a.points[0], a.points[-1]
+        lo, hi = a.point_label(first), a.point_label(last)
+        growth = {}
+        for m in a.methods:
+            b0, b1 = a.best.get((first, m)), a.best.get((last, m))
+            if b0 and b1 and b0.mean > 0:
+                growth[m] = (b0, b1, b1.mean / b0.mean)
+        if a.reference in growth:
+            r0, r1, rg = growth[a.reference]
+            others = [
+                f"{m}'s {'grew' if g >= 1 else 'shrank'} {g:.2f}×"
+                for m, (_, _, g) in growth.items()
+                if m != a.reference
+            ]
+            lines.append(
+                f"{a.reference}'s best {a.score_name} "
+                f"{'grew' if rg >= 1 else 'shrank'} {rg:.2f}× from {lo} to {hi} "
+                f"({_fmt(r0.mean)} → {_fmt(r1.mean)})"
+                + (f", while {', '.join(others)}." if others else ".")
+            )
+        else:
+            for m, (_, _, g) in growth.items():
+                lines.append(
+                    f"{m}'s best {a.score_name} changed {g:.2f}× from {lo} to {hi}."
+                )
+    sp = speedups(a)
+    if a.reference is not None and sp:
+        last = a.points[-1]
+        parts = []
+        for m in a.methods:
+            if (last, m) in sp:
+                s = sp[(last, m)]
+                parts.append(f"{m} {s:.2f}×" + (" (slower)" if s < 1 else ""))
+        lines.append(
+            f"At {a.point_label(last)}, speedup of {a.reference} "
+            f"(baseline's best {a.score_name} ÷ {a.reference}'s): {', '.join(parts)}."
+        )
+        ranks = {}
+        for p in a.points:
+            order = sorted(
+                (c for (q, _), c in a.best.items() if q == p), key=lambda c: c.mean
+            )
+            if order:
+                ranks[p] = order[0].method
+        winners = ", ".join(f"{a.point_label(p)}: {m}" for p, m in ranks.items())
+        lines.append(f"Fastest method at each sweep point — {winners}.")
+    if a.has_target:
+        partial = [c for c in a.best.values() if c.reached < len(c.runs)]
+        if partial:
+            lines.append(
+                f"{len(partial)} best configurations include seeds that never reached "
+                "the target within the time cap; their means count those seeds as the "
+                "cap and are lower bounds."
+            )
+    return lines
+
+
+# ---------------------------------------------------------------------------
+# Records of the best runs (for the curve, delay and norm plots).
+
+
+def read_csv_columns(path: Path) -> dict[str, Array]:
+    """Read a numeric CSV written by :mod:`clipasync.io` into float columns."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        rows = list(reader)
+    cols: dict[str, Array] = {}
+    for j, name in enumerate(header):
+        vals = []
+        for r in rows:
+            try:
+                vals.append(float(r[j]) if j < len(r) and r[j] != "" else math.nan)
+            except ValueError:
+                vals.append(math.nan)
+        cols[name] = np.asarray(vals, dtype=np.float64)
+    return cols
+
+
+def _representative(cell: Cell) -> dict[str, Any]:
+    """The run of a cell shown in curve plots: its median-score seed."""
+    order = np.argsort(cell.scores, kind="stable")
+    return cell.runs[int(order[(len(order) - 1) // 2])]
+
+
+def _panel_points(a: Analysis) -> list[tuple[Any, ...]]:
+    if len(a.points) <= 2:
+        return list(a.points)
+    return [a.points[0], a.points[-1]]
+
+
+# ---------------------------------------------------------------------------
+# The report.
+
+
+def _figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
+    from clipasync import plots
+
+    figs: dict[str, tuple[Path, str]] = {}
+    xs = a.x_values()
+    log2 = bool(xs) and min(xs or [0]) > 0 and max(xs or [0]) / min(xs or [1]) >= 4
+    xlabel = (
+        "D (compute time of the slow workers)"
+        if a.sweep_keys == ["timing.slow_time"]
+        else ", ".join(a.sweep_keys) or "configuration"
+    )
+    positions = xs if xs is not None else [float(i) for i in range(len(a.points))]
+    metric = a.config["stop"]["target"]["metric"] if a.has_target else "loss"
+
+    series = {}
+    for m in a.methods:
+        pts = [
+            (positions[i], a.best[(p, m)])
+            for i, p in enumerate(a.points)
+            if (p, m) in a.best
+        ]
+        if pts:
+            series[m] = (
+                np.array([x for x, _ in pts]),
+                np.array([c.mean for _, c in pts]),
+                np.array([c.std for _, c in pts]),
+            )
+    figs["headline"] = (
+        plots.headline(
+            series,
+            out / "headline.png",
+            xlabel=xlabel,
+            ylabel=f"best {a.score_name} (mean ± std over seeds)",
+            log2=log2,
+            cap=a.cap if a.has_target else None,
+            title=f"{a.config.get('name', '')}: best {a.score_name} per method",
+        ),
+        f"Each method's best {a.score_name} (best over its grid; mean ± std over "
+        "seeds) against the sweep value.",
+    )
+
+    panels: dict[str, dict[str, tuple[Array, Array]]] = {}
+    for p in _panel_points(a):
+        panel = {}
+        for m in a.methods:
+            cell = a.best.get((p, m))
+            if cell is None:
+                continue
+            run = _representative(cell)
+            path = out / RUNS_DIR / run["run_id"] / "evals.csv"
+            if path.is_file():
+                ev = read_csv_columns(path)
+                if metric in ev:
+                    panel[m] = (ev["time"], ev[metric])
+        if panel:
+            panels[a.point_label(p)] = panel
+    if panels:
+        target = a.config["stop"]["target"]["value"] if a.has_target else None
+        figs["curves"] = (
+            plots.curves(panels, out / "curves.png", ylabel=metric, target=target),
+            f"{metric} against simulated time for the best configuration of each "
+            "method (median seed).",
+        )
+
+    last = a.points[-1]
+    delays: dict[str, Array] = {}
+    norms: dict[str, tuple[Array, Array, float | None]] = {}
+    for m in a.methods:
+        cell = a.best.get((last, m))
+        if cell is None:
+            continue
+        run = _representative(cell)
+        path = out / RUNS_DIR / run["run_id"] / "arrivals.csv"
+        if not path.is_file():
+            continue
+        arr = read_csv_columns(path)
+        delays[m] = arr["delay"]
+        if run.get("policy") == "async_sgd":
+            ok = arr["applied"] > 0
+            norms[m] = (
+                arr["delay"][ok],
+                arr["pre_clip_norm"][ok],
+                cell.hyper.get("max_norm"),
+            )
+    where = a.point_label(last)
+    if delays:
+        figs["delays"] = (
+            plots.delay_histogram(
+                delays, out / "delays.png", title=f"Delay of every arrival ({where})"
+            ),
+            f"Delay histogram per method at {where} (best configuration, median seed; "
+            "discarded arrivals included).",
+        )
+    if norms:
+        figs["norms"] = (
+            plots.norm_vs_delay(
+                norms,
+                out / "norm_vs_delay.png",
+                title=f"Pre-clip norm vs delay ({where})",
+            ),
+            f"Pre-clip gradient norm against delay at {where}: median per delay bin "
+            "with the 10–90 % band; dashed lines mark max_norm.",
+        )
+    clip_series = {}
+    for m in a.methods:
+        pts = [
+            (positions[i], a.best[(p, m)])
+            for i, p in enumerate(a.points)
+            if (p, m) in a.best and a.best[(p, m)].hyper.get("max_norm") is not None
+        ]
+        if pts:
+            clip_series[m] = (
+                np.array([x for x, _ in pts]),
+                np.array(
+                    [
+                        np.nanmean([_f(r.get("frac_clipped")) for r in c.runs])
+                        for _, c in pts
+                    ]
+                ),
+            )
+    if clip_series:
+        figs["clipped"] = (
+            plots.fraction_clipped(
+                clip_series, out / "fraction_clipped.png", xlabel=xlabel, log2=log2
+            ),
+            "Fraction of applied updates that were clipped (best configuration, mean "
+            "over seeds).",
+        )
+    return figs
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(
+    a: Analysis, figs: dict[str, tuple[Path, str]], runs: Sequence[dict[str, Any]]
+) -> str:
+    """Return the text of ``report.md``."""
+    cfg = a.config
+    stop = cfg.get("stop", {})
+    target = stop.get("target")
+    seeds = cfg.get("seeds", [])
+    out: list[str] = [f"# {cfg.get('name', 'experiment')}", ""]
+    if cfg.get("description"):
+        out += [str(cfg["description"]).strip(), ""]
+    problem = ", ".join(f"{k}={v}" for k, v in cfg.get("problem", {}).items())
+    timing = ", ".join(f"{k}={v}" for k, v in cfg.get("timing", {}).items())
+    sweep = cfg.get("sweep") or {}
+    out += [
+        f"- problem: {problem}",
+        f"- timing: {timing}",
+        f"- sweep: {', '.join(f'{k} ∈ {v}' for k, v in sweep.items()) or 'none'}",
+        f"- seeds: {seeds}; runs: {len(runs)}",
+        "- stop: "
+        + (f"target {target['metric']} ≤ {target['value']}; " if target else "")
+        + ", ".join(f"{k}={v}" for k, v in stop.items() if k != "target"),
+        f"- score: {a.score_name}"
+        + (
+            " (simulated time of the first evaluation at which the target held; "
+            f"evaluated every {cfg.get('eval_every')} time units; a run that never "
+            "reached it counts as the time cap)"
+            if a.has_target
+            else ""
+        ),
+        f"- reference method for speedups: {a.reference or 'none'}",
+        "",
+        "## What was measured",
+        "",
+    ]
+    out += [f"- {line}" for line in findings(a)] or ["- (one sweep point only)"]
+    out.append("")
+    if "headline" in figs:
+        path, caption = figs["headline"]
+        out += [f"![headline]({path.name})", "", f"*{caption}*", ""]
+
+    out += ["## Best configuration per method", ""]
+    rows = []
+    for p in a.points:
+        for m in a.methods:
+            c = a.best.get((p, m))
+            if c is None:
+                continue
+            n = len(c.runs)
+            reached = f"{c.reached}/{n}" + (
+                "" if c.reached == n else f" (never reached {n - c.reached}/{n})"
+            )
+            rows.append(
+                [
+                    a.point_label(p),
+                    m,
+                    f"{_fmt(c.mean)} ± {_fmt(c.std, 2)}",
+                    reached if a.has_target else "—",
+                    _hyper_text(c.hyper),
+                    f"{np.nanmean([_f(r.get('mean_delay')) for r in c.runs]):.1f}",
+                ]
+            )
+    out += [
+        _table(
+            [
+                "sweep",
+                "method",
+                f"{a.score_name} (mean ± std)",
+                "reached",
+                "best hyperparameters",
+                "mean delay",
+            ],
+            rows,
+        ),
+        "",
+    ]
+
+    sp = speedups(a)
+    if sp:
+        others = [m for m in a.methods if m != a.reference]
+        out += [
+            f"## Speedup of {a.reference} over each baseline",
+            "",
+            f"Baseline's best {a.score_name} ÷ {a.reference}'s best (> 1: "
+            f"{a.reference} is faster).",
+            "",
+        ]
+        srows = [
+            [a.point_label(p)]
+            + [_fmt(sp[(p, m)], 3) + "×" if (p, m) in sp else "—" for m in others]
+            for p in a.points
+        ]
+        out += [_table(["sweep", *others], srows), ""]
+
+    for key in ("curves", "delays", "norms", "clipped"):
+        if key in figs:
+            path, caption = figs[key]
+            out += [f"![{key}]({path.name})", "", f"*{caption}*", ""]
+
+    out += ["## Runs that diverged or never reached the target", ""]
+    bad_best = [
+        (p, m, c)
+        for (p, m), c in a.best.items()
+        if a.has_target and c.reached < len(c.runs)
+    ]
+    if bad_best:
+        out.append("Best configurations with failing seeds:")
+        out.append("")
+        for p, m, c in bad_best:
+            failed = [r for r in c.runs if not r.get("reached")]
+            out.append(
+                f"- {a.point_label(p)}, {m} ({_hyper_text(c.hyper)}): never reached "
+                f"{len(failed)}/{len(c.runs)} — "
+                + ", ".join(f"seed {r['seed']} ({r['stop_reason']})" for r in failed)
+            )
+        out.append("")
+    counts = []
+    for m in a.methods:
+        ms = [r for r in runs if r["method"] == m]
+        div = sum(r.get("stop_reason") == "diverged" for r in ms)
+        never = sum(not r.get("reached") for r in ms) if a.has_target else 0
+        counts.append([m, str(len(ms)), str(div), str(never) if a.has_target else "—"])
+    out += [
+        "Over the whole grid (bad stepsizes included):",
+        "",
+        _table(["method", "runs", "diverged", "never reached"], counts),
+        "",
+        "Files: `summary.csv` (one row per sweep point × method × grid point), "
+        "`config.resolved.yaml`, `runs/<run_id>/` (summary.json, evals.csv, "
+        "arrivals.csv).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def build_report(out_dir: str | Path) -> Path:
+    """Write ``summary.csv``, the PNG plots and ``report.md`` for a run directory.
+
+    Returns:
+        The path of ``report.md``.
+
+    Raises:
+        ConfigError: If the directory holds no resolved config or no finished run.
+    """
+    out = Path(out_dir)
+    cfg_path = out / "config.resolved.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{out} is not a run directory (no config.resolved.yaml)")
+    config = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    runs = load_runs(out)
+    a = analyse(runs, config)
+    write_rows_csv_atomic(out / "summary.csv", summary_rows(a))
+    figs = _figures(a, out)
+    return write_text_atomic(out / "report.md", render_markdown(a, figs, runs))
