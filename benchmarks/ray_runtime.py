@@ -1,0 +1,144 @@
+"""Throughput of the Ray runtime against the ideal rate and Ray's parameter-server.
+
+Set-up: 4 workers, each job takes an injected 50 ms (fixed), the gradient is a fixed
+random float32 vector (so the runtime, not the maths, is measured), Algorithm 1
+(``AsyncSGD``, every worker re-dispatched at once). For d = 10^5, 10^6, 10^7:
+
+* clipasync: ``engine.run`` + ``RayPool`` (policy in the driver);
+* Ray's parameter-server example, asynchronous variant: a parameter-server actor
+  owns the model and applies each gradient, workers pull its weights ref.
+
+Reported: applied updates per second, its ratio to the ideal Σ 1/τ_i = 80/s, and
+clipasync's rate over the parameter server's. Run:
+
+    .venv/bin/python benchmarks/ray_runtime.py
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clipasync.engine import StopRule, run
+from clipasync.policies import AsyncSGD
+from clipasync.runtime import RayPool, start_ray
+from clipasync.sim import Task
+from clipasync.timing import FixedTimes
+from clipasync.transforms import scale
+
+NUM_WORKERS = 4
+TAU_S = 0.05
+IDEAL = NUM_WORKERS / TAU_S
+SIZES = (10**5, 10**6, 10**7)
+UPDATES = {10**5: 300, 10**6: 200, 10**7: 60}
+WARMUP = 8
+
+
+@dataclass(frozen=True)
+class FixedGradient:
+    """Task factory: the gradient is a fixed random vector (cheap by design)."""
+
+    dim: int
+
+    def __call__(self) -> Task:
+        g = np.random.default_rng(0).standard_normal(self.dim).astype(np.float32)
+
+        def task(worker: int, x: Any, rng: np.random.Generator) -> Any:
+            return g
+
+        return task
+
+
+def bench_clipasync(dim: int) -> float:
+    pool = RayPool(
+        FixedGradient(dim),
+        timing=FixedTimes((1.0,) * NUM_WORKERS),
+        time_unit_s=TAU_S,
+        seed=0,
+    )
+    x0 = np.zeros(dim, dtype=np.float32)
+    policy = AsyncSGD(scale(1e-4))
+    try:
+        n = UPDATES[dim]
+        res = run(
+            policy,
+            pool,
+            x0,
+            stop=StopRule(max_updates=n + WARMUP),
+            rng=np.random.default_rng(0),
+        )
+        t = res.recorder.arrival_arrays()["time"]
+        return n / float(t[-1] - t[WARMUP - 1])
+    finally:
+        pool.close()
+
+
+def bench_parameter_server(dim: int) -> float:
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ParameterServer:
+        def __init__(self, dim: int) -> None:
+            self.x = np.zeros(dim, dtype=np.float32)
+
+        def apply_gradients(self, g: Any) -> Any:
+            self.x = self.x - np.float32(1e-4) * g
+            return self.x
+
+        def get_weights(self) -> Any:
+            return self.x
+
+    @ray.remote(num_cpus=0)
+    class DataWorker:
+        def __init__(self, dim: int) -> None:
+            self.g = np.random.default_rng(0).standard_normal(dim).astype(np.float32)
+
+        def compute_gradients(self, weights: Any) -> Any:
+            time.sleep(TAU_S)
+            return self.g
+
+    ps = ParameterServer.remote(dim)  # type: ignore[attr-defined]
+    workers = [DataWorker.remote(dim) for _ in range(NUM_WORKERS)]  # type: ignore[attr-defined]
+    weights = ps.get_weights.remote()
+    ray.get(weights)
+    grads = {w.compute_gradients.remote(weights): w for w in workers}
+    n = UPDATES[dim]
+    stamps = []
+    for _ in range(n + WARMUP):
+        ready, _ = ray.wait(list(grads), num_returns=1)
+        worker = grads.pop(ready[0])
+        weights = ps.apply_gradients.remote(ready[0])
+        grads[worker.compute_gradients.remote(weights)] = worker
+        stamps.append(time.perf_counter())
+    ray.get(weights)
+    rate = n / (stamps[-1] - stamps[WARMUP - 1])
+    for a in [ps, *workers]:
+        ray.kill(a)
+    return rate
+
+
+def main() -> None:
+    start_ray()
+    print(
+        f"{NUM_WORKERS} workers, injected {TAU_S * 1000:.0f} ms per job; "
+        f"ideal Σ1/τ_i = {IDEAL:.0f} updates/s"
+    )
+    print(
+        f"{'params':>10} {'clipasync/s':>12} {'÷ ideal':>8} {'param-server/s':>15} "
+        f"{'÷ ideal':>8} {'clipasync ÷ PS':>15}"
+    )
+    for dim in SIZES:
+        ours = bench_clipasync(dim)
+        ps = bench_parameter_server(dim)
+        print(
+            f"{dim:>10.0e} {ours:>12.1f} {ours / IDEAL:>8.2f} {ps:>15.1f} "
+            f"{ps / IDEAL:>8.2f} {ours / ps:>15.2f}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The worker side of a real pool: one job = injected straggler time + one oracle call.
+
+:class:`OracleWorker` is what a thread of :class:`~clipasync.runtime.LocalPool` and an
+actor of :class:`~clipasync.runtime.RayPool` hold. It draws a job's compute time from
+the worker's own ``TIMING`` stream and the payload from its own ``ORACLE`` stream,
+exactly as :class:`~clipasync.sim.SimulatedPool` does, so a real pool and the
+simulator see the same numbers job by job.
+
+Its random streams can be exported as plain JSON data (:meth:`OracleWorker.streams`)
+and restored, so a replacement worker (after a crash) or a resumed run continues the
+streams where the last finished job left them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clipasync.errors import SimulationExhausted
+from clipasync.seeding import Stream, stream
+from clipasync.sim import Task, TimeSampler
+from clipasync.timing import ComputeTimeModel
+from clipasync.types import Seed, Vector
+
+#: JSON-able state of one worker's random streams (see :meth:`OracleWorker.streams`).
+StreamState = dict[str, Any]
+
+#: A picklable zero-argument callable that builds a task inside the worker process
+#: (so a large data set is built where it is used instead of being shipped).
+TaskFactory = Callable[[], Task]
+
+
+@dataclass(frozen=True)
+class ProblemTask:
+    """Task factory for a registered problem: ``problem.stochastic_grad(x, rng, w)``.
+
+    The problem is built inside the worker (thread or Ray actor) from this small,
+    picklable spec, which is what keeps data sets off the wire.
+
+    Args:
+        name: A key of :data:`clipasync.problems.PROBLEMS`.
+        kwargs: The factory's keyword arguments.
+        noise: Optional noise spec (see :func:`clipasync.problems.make_problem`).
+    """
+
+    name: str
+    kwargs: tuple[tuple[str, Any], ...] = ()
+    noise: tuple[tuple[str, Any], ...] | None = None
+
+    @classmethod
+    def of(
+        cls, name: str, noise: dict[str, Any] | None = None, **kwargs: Any
+    ) -> ProblemTask:
+        """Build a spec from keyword arguments (kept as sorted tuples: hashable)."""
+        frozen_noise = None if noise is None else tuple(sorted(noise.items()))
+        return cls(name, tuple(sorted(kwargs.items())), frozen_noise)
+
+    def __call__(self) -> Task:
+        from clipasync.problems import make_problem
+
+        noise = None if self.noise is None else dict(self.noise)
+        problem = make_problem(self.name, noise=noise, **dict(self.kwargs))
+
+        def task(worker: int, x: Vector, rng: np.random.Generator) -> Vector:
+            return problem.stochastic_grad(x, rng, worker)
+
+        return task
+
+
+def _fast_forward(sampler: TimeSampler, worker: int, jobs: int) -> None:
+    # The timing state is the number of jobs drawn: replaying them on a fresh sampler
+    # reproduces its stream exactly (O(jobs), ~1 µs each) without reading the
+    # simulator's private buffers. Every model draws the same amount per job whatever
+    # ``now`` is, so replaying at now=0 leaves the stream where it was.
+    for _ in range(jobs):
+        sampler.next(worker, 0.0)
+
+
+class OracleWorker:
+    """One worker's oracle and straggler clock (no threads, no Ray here).
+
+    Args:
+        task: ``task(worker, x, rng) -> payload``.
+        worker: Index of this worker.
+        seed: Root seed of the run (the ``ORACLE`` and ``TIMING`` streams).
+        timing: Compute-time model, or ``None`` for no injected time.
+        streams: Stream state to continue from (see :meth:`streams`); ``None``
+            starts the streams fresh from ``seed``.
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        worker: int,
+        seed: Seed,
+        timing: ComputeTimeModel | None,
+        streams: StreamState | None = None,
+    ) -> None:
+        self.task = task
+        self.worker = worker
+        self._seed = seed
+        self.rng = stream(seed, Stream.ORACLE, worker)
+        self._sampler = None if timing is None else TimeSampler(timing, seed)
+        self._jobs = 0
+        if streams is not None:
+            self.rng.bit_generator.state = streams["oracle"]
+            self._jobs = int(streams.get("timing_jobs", 0))
+            if self._sampler is not None:
+                _fast_forward(self._sampler, worker, self._jobs)
+
+    def next_time(self, now: float) -> float | None:
+        """Return the next job's injected compute time (model units; 0 without a
+        model), or ``None`` when a replayed trace is exhausted."""
+        if self._sampler is None:
+            return 0.0
+        try:
+            t = self._sampler.next(self.worker, now)
+        except SimulationExhausted:
+            return None
+        self._jobs += 1
+        return t
+
+    def compute(self, x: Vector) -> Vector:
+        """Return the job's payload at ``x`` (draws from the oracle stream)."""
+        return self.task(self.worker, x, self.rng)
+
+    def streams(self) -> StreamState:
+        """Return the state of both streams as JSON-able data."""
+        return {"oracle": self.rng.bit_generator.state, "timing_jobs": self._jobs}

@@ -1,0 +1,259 @@
+"""Checkpoints: exact round trip of every policy state, no pickle, atomic writes,
+and resume through run_resumable on the simulator and the local pool."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+from clipasync.checkpoint import (
+    Checkpoint,
+    decode_tree,
+    encode_tree,
+    load_checkpoint,
+    save_checkpoint,
+)
+from clipasync.engine import StopRule, run
+from clipasync.errors import ConfigError
+from clipasync.policies import AsyncSGD, Rennala, Ringmaster, SyncMinibatch
+from clipasync.runtime import LocalPool
+from clipasync.runtime.driver import checkpoint_streams, run_resumable
+from clipasync.sim import SimulatedPool
+from clipasync.timing import FixedTimes
+from clipasync.transforms import chain, clip_by_norm, scale, scale_by_delay
+from tests.conftest import noisy_quadratic_grad
+
+POLICIES = {
+    "clipped": AsyncSGD(chain(clip_by_norm(1.0), scale(0.1)), assign="random"),
+    "delay": AsyncSGD(scale_by_delay(0.1)),
+    "ringmaster": Ringmaster(scale(0.1), max_delay=math.inf),
+    "ringmaster_cancel": Ringmaster(scale(0.1), max_delay=3, cancel_stale=True),
+    "rennala": Rennala(scale(0.1), batch_size=3),
+    "minibatch": SyncMinibatch(scale(0.1)),
+}
+
+
+def _mid_run_state(policy, n_arrivals=7):
+    pool = SimulatedPool(FixedTimes((1.0, 1.7, 2.9)), noisy_quadratic_grad, 3)
+    captured = {}
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(policy, name)
+
+        def on_arrival(self, state, arrival):
+            captured["state"], reply = policy.on_arrival(state, arrival)
+            return captured["state"], reply
+
+    run(
+        Spy(),
+        pool,
+        np.ones(4),
+        stop=StopRule(max_arrivals=n_arrivals),
+        rng=np.random.default_rng(5),
+    )
+    return captured["state"]
+
+
+def _assert_same(a, b):
+    assert type(a) is type(b)
+    if isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    elif isinstance(a, np.random.Generator):
+        assert a.bit_generator.state == b.bit_generator.state
+        assert a.random() == b.random()
+    elif isinstance(a, tuple | list):
+        assert len(a) == len(b)
+        for u, v in zip(a, b, strict=True):
+            _assert_same(u, v)
+    elif hasattr(a, "__dataclass_fields__"):
+        for name in a.__dataclass_fields__:
+            _assert_same(getattr(a, name), getattr(b, name))
+    elif isinstance(a, float) and math.isnan(a):
+        assert math.isnan(b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_every_policy_state_round_trips_without_pickle(name, tmp_path):
+    policy = POLICIES[name]
+    state = _mid_run_state(policy)
+    ck = Checkpoint(
+        state=state,
+        policy=policy.to_config(),
+        version=policy.version(state),
+        time=3.5,
+        counts={"arrivals": 7},
+        next_job=10,
+        streams=[{"oracle": np.random.default_rng(1).bit_generator.state}],
+        config={"lr": [0.1, math.inf]},
+    )
+    save_checkpoint(tmp_path, ck)
+    back = load_checkpoint(tmp_path)
+    _assert_same(state, back.state)
+    assert back.policy == policy.to_config()
+    assert back.config == {"lr": [0.1, math.inf]}
+    # No pickle: the arrays load with allow_pickle=False, the rest is plain JSON.
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    with np.load(tmp_path / meta["arrays"], allow_pickle=False) as npz:
+        assert all(npz[k].dtype != object for k in npz.files)
+    with zipfile.ZipFile(tmp_path / meta["arrays"]) as zf:
+        assert all(n.endswith(".npy") for n in zf.namelist())
+
+
+def test_decoder_refuses_foreign_classes():
+    with pytest.raises(ConfigError, match="outside clipasync"):
+        decode_tree({"__dataclass__": "os:PathLike", "fields": {}}, {})
+    with pytest.raises(TypeError):
+        encode_tree(lambda: 0, {})
+    with pytest.raises(TypeError):
+        encode_tree(np.array([object()]), {})
+
+
+def test_crash_between_write_and_rename_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    policy = POLICIES["clipped"]
+    state = _mid_run_state(policy)
+    first = Checkpoint(
+        state=state, policy={}, version=1, time=1.0, counts={}, next_job=1
+    )
+    save_checkpoint(tmp_path, first)
+    real_replace = os.replace
+
+    def crash(src, dst):
+        if str(dst).endswith("checkpoint.json"):
+            raise OSError("power cut")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash)
+    second = Checkpoint(
+        state=state, policy={}, version=2, time=2.0, counts={}, next_job=2
+    )
+    with pytest.raises(OSError, match="power cut"):
+        save_checkpoint(tmp_path, second)
+    monkeypatch.setattr(os, "replace", real_replace)
+    back = load_checkpoint(tmp_path)
+    assert back.version == 1 and back.next_job == 1
+    _assert_same(state, back.state)
+
+
+def test_resume_on_the_simulator_continues_versions_and_records(tmp_path):
+    timing = FixedTimes((1.0, 1.5, 2.5))
+    policy = POLICIES["clipped"]
+    stop = StopRule(max_updates=40)
+
+    def pool():
+        return SimulatedPool(timing, noisy_quadratic_grad, 4)
+
+    # A first driver checkpoints every 10 updates and "dies" after 25 updates.
+    part = run_resumable(
+        policy,
+        pool(),
+        np.ones(4),
+        stop=StopRule(max_updates=25),
+        rng=np.random.default_rng(0),
+        checkpoint_dir=tmp_path,
+        checkpoint_every=10,
+        config={"name": "demo"},
+    )
+    assert part.version == 25
+    ck = load_checkpoint(tmp_path)
+    assert ck.version == 25 and ck.config == {"name": "demo"}
+    res = run_resumable(
+        policy,
+        pool(),
+        np.ones(4),
+        stop=stop,
+        rng=np.random.default_rng(99),
+        checkpoint_dir=tmp_path,
+        checkpoint_every=10,
+        resume=True,
+    )
+    assert res.version == 40 and res.counts["applied"] == 40
+    rows = res.recorder.arrival_arrays()
+    assert rows["version"].tolist() == list(range(40))  # versions continue
+    assert np.all(np.diff(rows["time"]) >= 0)
+    assert len(set(rows["job"].tolist())) == 40  # job ids continue
+    # Resuming a finished run returns at once.
+    again = run_resumable(
+        policy,
+        pool(),
+        np.ones(4),
+        stop=stop,
+        rng=np.random.default_rng(0),
+        checkpoint_dir=tmp_path,
+        checkpoint_every=10,
+        resume=True,
+    )
+    assert again.version == 40
+    np.testing.assert_array_equal(again.params, res.params)
+    with pytest.raises(ConfigError, match="policy"):
+        run_resumable(
+            POLICIES["delay"],
+            pool(),
+            np.ones(4),
+            stop=stop,
+            rng=np.random.default_rng(0),
+            checkpoint_dir=tmp_path,
+            checkpoint_every=10,
+            resume=True,
+        )
+
+
+def test_resume_with_local_pool_streams(tmp_path):
+    policy = POLICIES["minibatch"]
+    kw = dict(timing=FixedTimes((1.0, 2.0)), time_unit_s=0.002, seed=3)
+    pool = LocalPool(noisy_quadratic_grad, **kw)
+    try:
+        run_resumable(
+            policy,
+            pool,
+            np.ones(2),
+            stop=StopRule(max_updates=6),
+            rng=np.random.default_rng(0),
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+        )
+    finally:
+        pool.close()
+    streams = checkpoint_streams(tmp_path)
+    assert streams is not None and len(streams) == 2
+    pool = LocalPool(noisy_quadratic_grad, streams=streams, **kw)
+    try:
+        res = run_resumable(
+            policy,
+            pool,
+            np.ones(2),
+            stop=StopRule(max_updates=12),
+            rng=np.random.default_rng(0),
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+            resume=True,
+        )
+    finally:
+        pool.close()
+    assert res.version == 12
+
+
+def test_torch_state_dict_round_trip(tmp_path):
+    torch = pytest.importorskip("torch")
+    from clipasync.checkpoint import save_state_dict
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2)
+    )
+    n = sum(p.numel() for p in model.parameters())
+    x = np.arange(n, dtype=np.float32)
+    path = save_state_dict(model, x, tmp_path / "weights.pt")
+    fresh = torch.nn.Sequential(
+        torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2)
+    )
+    fresh.load_state_dict(torch.load(path, weights_only=True))
+    flat = torch.cat([p.detach().reshape(-1) for p in fresh.parameters()]).numpy()
+    np.testing.assert_array_equal(flat, x)
