@@ -5,6 +5,8 @@ Examples::
     clipasync run experiments/stragglers.yaml            # the demo (make demo)
     clipasync run experiments/quick.yaml --set seeds=[0] --out /tmp/q --workers 1
     clipasync report reports/stragglers-20260101-120000  # rebuild report and plots
+    clipasync run experiments/paper_fig2_fashion_mnist.yaml --profile quick
+    clipasync compare reports/fig2 reports/fig3 --out reports/compare
     clipasync list                                       # methods, timings, problems
     clipasync timing --kind two_speed --slow-time 8      # update rate and delays
     clipasync timing experiments/stragglers.yaml
@@ -25,7 +27,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clipasync.errors import ClipasyncError
+from clipasync.cli_diagnostics import hp_cmd, noise_cmd, theory_cmd
+from clipasync.errors import ClipasyncError, ConfigError
 
 app = typer.Typer(
     name="clipasync",
@@ -67,8 +70,36 @@ def run_cmd(
     no_progress: Annotated[
         bool, typer.Option("--no-progress", help="Hide the progress bar.")
     ] = False,
+    profile: Annotated[
+        str | None,
+        typer.Option(
+            help="Profile of the file's `profiles:` (e.g. quick, full), applied "
+            "before --set; default: the file's default_profile."
+        ),
+    ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(help="sim (the simulator) or ray (real asynchronous training)."),
+    ] = "sim",
+    address: Annotated[
+        str | None,
+        typer.Option(help="ray: join this Ray cluster (HOST:PORT) instead of a local Ray."),
+    ] = None,
+    time_unit: Annotated[
+        float,
+        typer.Option(help="ray: seconds per time unit of the config.", min=1e-6),
+    ] = 0.05,
+    no_inject: Annotated[
+        bool,
+        typer.Option(
+            "--no-inject", help="ray: no injected compute times (real stragglers only)."
+        ),
+    ] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(help="ray: checkpoint the driver every N updates.", min=1)
+    ] = 200,
 ) -> None:
-    """Run an experiment grid on the simulator and write its report directory.
+    """Run an experiment grid (simulator or Ray) and write its report directory.
 
     Rerunning into the same --out skips the runs that already finished.
     """
@@ -76,7 +107,7 @@ def run_cmd(
     from clipasync.experiment import expand, run_experiment
 
     def go() -> Path:
-        cfg = load_config(config, set_ or [])
+        cfg = load_config(config, set_ or [], profile=profile)
         specs = expand(cfg)
         target = out
         if target is None:
@@ -85,13 +116,67 @@ def run_cmd(
         if not no_progress:
             typer.echo(f"{cfg.name}: {len(specs)} runs -> {target}", err=True)
         t0 = time.perf_counter()
-        path = run_experiment(cfg, target, progress=not no_progress, workers=workers)
+        if backend == "ray":
+            from clipasync.ray_backend import run_experiment_on_ray
+
+            path = run_experiment_on_ray(
+                cfg,
+                target,
+                address=address,
+                time_unit_s=time_unit,
+                inject_delays=not no_inject,
+                checkpoint_every=checkpoint_every,
+            )
+        elif backend == "sim":
+            path = run_experiment(
+                cfg, target, progress=not no_progress, workers=workers
+            )
+        else:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of: sim, ray")
         if not no_progress:
             typer.echo(f"done in {time.perf_counter() - t0:.1f} s", err=True)
         return path
 
     path = _guard(go)
     typer.echo(str(path))
+
+
+@app.command("resume")
+def resume_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A directory written by `run --backend ray`.")],
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join (default: as started).")
+    ] = None,
+) -> None:
+    """Continue a Ray experiment whose driver was killed, from its checkpoints."""
+    from clipasync.ray_backend import resume_experiment
+
+    path = _guard(lambda: resume_experiment(run_dir, address))
+    typer.echo(str(path))
+
+
+@app.command("trace")
+def trace_cmd(
+    run: Annotated[Path, typer.Argument(help="A finished Ray run: DIR/runs/<run_id>.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Trace CSV (default RUN/trace.csv).")
+    ] = None,
+) -> None:
+    """Export a Ray run's measured compute times as a trace the simulator replays,
+    and compare simulated with measured update rate and delays."""
+    from clipasync.ray_backend import export_trace
+
+    data = _guard(lambda: export_trace(run, out))
+    q = data["delay_quantiles_sim_vs_measured"]
+    typer.echo(
+        f"update rate: measured {data['measured_rate']:.4g}, simulated "
+        f"{data['simulated_rate']:.4g} (ratio {data['rate_ratio']:.3f})"
+    )
+    typer.echo(
+        f"delay p50/p90: measured {q['p50'][1]:.0f}/{q['p90'][1]:.0f}, "
+        f"simulated {q['p50'][0]:.0f}/{q['p90'][0]:.0f}"
+    )
+    typer.echo(data["trace"])
 
 
 @app.command("report")
@@ -103,6 +188,25 @@ def report_cmd(
 
     path = _guard(lambda: build_report(run_dir))
     typer.echo(str(path))
+
+
+@app.command("compare")
+def compare_cmd(
+    reports: Annotated[
+        list[Path], typer.Argument(help="Report directories written by `run`.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Write comparison.md and comparison.png here."),
+    ] = None,
+) -> None:
+    """Put several reports side by side: speedups (and the paper's) per sweep point."""
+    from clipasync.compare import compare_reports
+
+    table, path = _guard(lambda: compare_reports(list(reports), out))
+    typer.echo(table)
+    if path is not None:
+        typer.echo(str(path))
 
 
 @app.command("list")
@@ -243,6 +347,12 @@ def timing_cmd(
 
     table = _guard(go)
     Console(width=110).print(table)
+
+
+# Noise tails, theory calculator, high-probability report (cli_diagnostics).
+app.command("noise")(noise_cmd)
+app.command("theory")(theory_cmd)
+app.command("hp")(hp_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -8,7 +8,9 @@ finished and skips them::
     out/
       config.resolved.yaml   the expanded config (written first)
       runs.json              the run ids of this config, in grid order
-      runs/<run_id>/         summary.json, evals.csv, arrivals.csv (atomic rename)
+      runs/<run_id>/         summary.json, evals.csv, arrivals.csv (atomic rename),
+                             final_x.npy (last iterate; only with diagnostics "final")
+      diagnostics.json       tail indices of the gradient noise (clipasync.diagnose)
       summary.csv, report.md, *.png   (clipasync.report)
 
 Every random stream of a run comes from its one seed (:mod:`clipasync.seeding`); the
@@ -27,6 +29,7 @@ import math
 import multiprocessing
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -37,7 +40,7 @@ import numpy as np
 import yaml
 
 from clipasync.config import ExperimentConfig
-from clipasync.engine import StopRule, Target, run
+from clipasync.engine import RunResult, StopRule, Target, WorkerPool, run
 from clipasync.errors import ConfigError
 from clipasync.io import (
     atomic_dir,
@@ -50,12 +53,14 @@ from clipasync.io import (
 )
 from clipasync.policies.async_sgd import AsyncSGD
 from clipasync.policies.base import ServerPolicy
+from clipasync.policies.fedasync import FedAsync
+from clipasync.policies.fedbuff import FedBuff
 from clipasync.policies.rennala import Rennala, SyncMinibatch
 from clipasync.policies.ringmaster import Ringmaster
 from clipasync.problems.base import Problem
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
-from clipasync.sim import SimulatedPool
+from clipasync.sim import SimulatedPool, Task
 from clipasync.timing import (
     ComputeTimeModel,
     FixedTimes,
@@ -108,11 +113,18 @@ class RunSpec:
     stop: dict[str, Any]
     eval_every: float | None
     record_arrivals: bool = True
+    availability: dict[str, Any] | None = None
 
     def settings(self) -> dict[str, Any]:
-        """Return every field but ``run_id`` (what the id's hash covers)."""
+        """Return every field but ``run_id`` (what the id's hash covers).
+
+        ``availability`` is left out when ``None``, so run ids of experiments
+        without an ``availability`` block are those of earlier versions.
+        """
         d = asdict(self)
         d.pop("run_id")
+        if d.get("availability") is None:
+            d.pop("availability", None)
         return d
 
 
@@ -122,7 +134,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-_HYPER_TAGS = {"stepsize": "g", "max_norm": "c", "max_delay": "R", "batch_size": "B"}
+_HYPER_TAGS = {
+    "stepsize": "g",
+    "max_norm": "c",
+    "max_delay": "R",
+    "batch_size": "B",
+    "buffer_size": "K",
+    "mixing": "a",
+    "local_stepsize": "el",
+    "client_max_norm": "cc",
+}
 
 
 def make_run_id(settings: dict[str, Any]) -> str:
@@ -173,6 +194,10 @@ def expand(config: ExperimentConfig) -> list[RunSpec]:
                         "eval_every": cfg.eval_every,
                         "record_arrivals": cfg.record_arrivals,
                     }
+                    if cfg.availability is not None:
+                        settings["availability"] = cfg.availability.model_dump(
+                            mode="json", exclude_none=True
+                        )
                     specs.append(RunSpec(run_id=make_run_id(settings), **settings))
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
@@ -190,10 +215,17 @@ def build_transform(hyper: dict[str, Any]) -> GradientTransform:
     """Return the gradient transform of a grid point.
 
     ``max_norm`` set: ``chain(clip_by_norm(c), scale(γ))`` (clipped ASGD, Alg. 1);
+    ``adaptive_clip`` set: ``chain(adaptive_clip(...), scale(γ))`` (a learned c);
     ``delay_adaptive``: ``scale_by_delay(γ)`` (γ·min(1, n/delay)); else ``scale(γ)``.
     """
     gamma = float(hyper["stepsize"])
     step = scale_by_delay(gamma) if hyper.get("delay_adaptive") else scale(gamma)
+    adaptive = hyper.get("adaptive_clip")
+    if adaptive is not None:
+        # A learned max_norm (beyond the paper): clipasync.adaptive.
+        from clipasync.adaptive import adaptive_clip
+
+        return chain(adaptive_clip(**adaptive), step)
     max_norm = hyper.get("max_norm")
     if max_norm is None:
         return step
@@ -226,6 +258,8 @@ def build_policy(policy: str, hyper: dict[str, Any]) -> ServerPolicy[Any]:
         built = Rennala(t, batch_size=int(hyper["batch_size"]))
     elif policy == "minibatch":
         built = SyncMinibatch(t)
+    elif policy in ("fedbuff", "fedasync"):
+        built = build_federated_policy(policy, hyper)
     else:
         built = None
     if built is not None:
@@ -234,8 +268,137 @@ def build_policy(policy: str, hyper: dict[str, Any]) -> ServerPolicy[Any]:
         return cast("ServerPolicy[Any]", built)
     raise ConfigError(
         f"unknown policy {policy!r}; choose one of: async_sgd, ringmaster, rennala, "
-        "minibatch"
+        "minibatch, fedbuff, fedasync"
     )
+
+
+def build_federated_policy(policy: str, hyper: dict[str, Any]) -> FedBuff | FedAsync:
+    """Return FedBuff or FedAsync at one grid point.
+
+    FedBuff's server transform is ``build_transform(hyper)`` (``stepsize`` = η_g,
+    optional server ``max_norm``) with ``momentum(server_momentum)`` before the
+    stepsize when set. The client side (local steps, client clipping) is the task,
+    :func:`build_task`.
+
+    Raises:
+        ConfigError: On an invalid hyperparameter.
+    """
+    from clipasync.federated.staleness import make_staleness
+
+    staleness = make_staleness(hyper.get("staleness"))
+    assign = hyper.get("assign", "same")
+    if policy == "fedasync":
+        return FedAsync(float(hyper["mixing"]), staleness, assign)
+    t = build_transform(hyper)
+    beta = hyper.get("server_momentum")
+    if beta is not None:
+        from clipasync.federated.server_opt import momentum
+
+        # clip (if any) → momentum → η_g: the server's pseudo-gradient is clipped
+        # before it enters the momentum buffer.
+        step = build_transform({**hyper, "max_norm": None, "adaptive_clip": None})
+        t = chain(momentum(float(beta)), step)
+        if hyper.get("max_norm") is not None or hyper.get("adaptive_clip"):
+            clip = build_transform({**hyper, "stepsize": 1.0})
+            t = chain(clip, t)
+    max_staleness = hyper.get("max_staleness")
+    return FedBuff(
+        int(hyper["buffer_size"]),
+        t,
+        staleness,
+        None if max_staleness is None else int(max_staleness),
+        assign,
+    )
+
+
+def build_task(
+    policy: ServerPolicy[Any], problem: Problem, hyper: dict[str, Any]
+) -> Task:
+    """Return the job a worker runs: one stochastic gradient, or local training.
+
+    For a policy with a ``payload`` (FedBuff: ``"delta"``, FedAsync: ``"model"``)
+    the job is :func:`clipasync.federated.local_sgd_task` with the grid point's
+    ``local_steps``, ``local_stepsize`` and ``client_max_norm``.
+    """
+    payload = getattr(policy, "payload", None)
+    if payload is None:
+        return lambda w, x, rng: problem.stochastic_grad(x, rng, w)
+    from clipasync.federated.client import local_sgd_task
+
+    c = hyper.get("client_max_norm")
+    return local_sgd_task(
+        problem,
+        int(hyper.get("local_steps", 1)),
+        float(hyper["local_stepsize"]),
+        None if c is None else float(c),
+        output=payload,
+    )
+
+
+def build_pool(
+    timing: ComputeTimeModel,
+    task: Task,
+    seed: int,
+    availability: dict[str, Any] | None,
+) -> WorkerPool:
+    """Return the simulated pool: plain, with dropout, or an open system.
+
+    ``availability`` is the resolved ``availability`` block: ``dropout`` alone wraps
+    the :class:`~clipasync.sim.SimulatedPool` in an
+    :class:`~clipasync.federated.UnreliablePool` (lost jobs are retried);
+    ``open_system`` builds an :class:`~clipasync.federated.OpenSystemPool` (with the
+    dropout, if any; lost jobs are not retried).
+    """
+    if not availability:
+        return SimulatedPool(timing, task, seed)
+    from clipasync.federated.availability import (
+        OpenSystemPool,
+        UnreliablePool,
+        make_dropout,
+    )
+
+    spec = availability.get("dropout")
+    dropout = make_dropout(spec) if spec is not None else None
+    open_system = availability.get("open_system")
+    if open_system is not None:
+        return OpenSystemPool(
+            timing, float(open_system["rate"]), task, seed, dropout=dropout
+        )
+    inner = SimulatedPool(timing, task, seed)
+    return inner if dropout is None else UnreliablePool(inner, dropout, seed)
+
+
+def pool_stats(pool: WorkerPool) -> dict[str, Any]:
+    """Availability counters of a pool (empty for a plain simulated pool).
+
+    ``lost_jobs``, ``lost_compute_time`` and ``lost_by_worker`` (dropout), and for
+    an open system ``started_jobs`` and ``mean_concurrency`` (time average of the
+    jobs in flight, λ·E[τ] by Little's law).
+    """
+    out: dict[str, Any] = {}
+    if hasattr(pool, "lost_jobs"):
+        out["lost_jobs"] = int(pool.lost_jobs)
+        out["lost_compute_time"] = float(pool.lost_compute_time)
+        out["lost_by_worker"] = [int(v) for v in pool.lost_by_worker]
+    if hasattr(pool, "started_jobs"):
+        out["started_jobs"] = int(pool.started_jobs)
+    if hasattr(pool, "mean_concurrency"):
+        out["mean_concurrency"] = float(pool.mean_concurrency())
+    return out
+
+
+def federated_stats(arr: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+    """Client-side summaries of a federated run's arrival columns (empty otherwise).
+
+    ``mean_delta_norm`` (norm of the client deltas as received, i.e. after client
+    clipping) and ``mean_staleness_weight``.
+    """
+    out: dict[str, Any] = {}
+    if "delta_norm" in arr:
+        out["mean_delta_norm"] = _nanmean(arr["delta_norm"])
+    if "staleness_weight" in arr:
+        out["mean_staleness_weight"] = _nanmean(arr["staleness_weight"])
+    return out
 
 
 def build_timing(timing: dict[str, Any]) -> ComputeTimeModel:
@@ -269,6 +432,8 @@ def build_timing(timing: dict[str, Any]) -> ComputeTimeModel:
 # One problem per resolved problem config and process: constructing one (a random
 # design, an x* by least squares, a dataset) can cost far more than a short run.
 _PROBLEM_CACHE: dict[str, Problem] = {}
+# Set in worker processes (pool initializer): torch then gets one thread per process.
+_ONE_THREAD = False
 
 
 def _construct_problem(cfg: dict[str, Any]) -> Problem:
@@ -291,6 +456,10 @@ def build_problem(cfg: dict[str, Any]) -> Problem:
     problem = _PROBLEM_CACHE.get(key)
     if problem is None:
         problem = _construct_problem(cfg)
+        if _ONE_THREAD and "torch" in sys.modules:
+            # threadpoolctl does not reach torch's intra-op pool; several processes
+            # with one torch thread per core each oversubscribe a small machine.
+            sys.modules["torch"].set_num_threads(1)
         _PROBLEM_CACHE[key] = problem
     return problem
 
@@ -324,6 +493,7 @@ class RunOutcome:
     summary: dict[str, Any]
     arrivals: dict[str, np.ndarray[Any, Any]] = field(repr=False)
     evals: list[dict[str, float]] = field(repr=False)
+    params: np.ndarray[Any, Any] | None = field(default=None, repr=False)
 
 
 def _nanmean(a: np.ndarray[Any, Any]) -> float:
@@ -343,9 +513,8 @@ def execute(spec: RunSpec) -> RunOutcome:
     problem = build_problem(spec.problem)
     timing = build_timing(spec.timing)
     policy = build_policy(spec.policy, spec.hyper)
-    pool = SimulatedPool(
-        timing, lambda w, x, rng: problem.stochastic_grad(x, rng, w), spec.seed
-    )
+    task = build_task(policy, problem, spec.hyper)
+    pool = build_pool(timing, task, spec.seed, spec.availability)
     recorder = Recorder(keep_arrivals=True)
     t0 = time.perf_counter()
     try:
@@ -362,6 +531,16 @@ def execute(spec: RunSpec) -> RunOutcome:
     finally:
         pool.close()
     wall = time.perf_counter() - t0
+    outcome = summarise(spec, result, recorder, wall)
+    outcome.summary.update(pool_stats(pool))
+    outcome.summary.update(federated_stats(outcome.arrivals))
+    return outcome
+
+
+def summarise(
+    spec: RunSpec, result: RunResult, recorder: Recorder, wall: float
+) -> RunOutcome:
+    """Turn a finished run into its :class:`RunOutcome` (any pool: sim or Ray)."""
     arr = recorder.arrival_arrays()
     applied = arr["applied"].astype(bool)
     delays = arr["delay"][applied]
@@ -383,13 +562,27 @@ def execute(spec: RunSpec) -> RunOutcome:
         "frac_clipped": _nanmean(clipped),
         "mean_pre_clip_norm": _nanmean(arr["pre_clip_norm"]),
     }
-    return RunOutcome(summary, arr, recorder.evals)
+    return RunOutcome(summary, arr, recorder.evals, result.params)
 
 
-def save_run(outcome: RunOutcome, runs_dir: Path, record_arrivals: bool = True) -> Path:
-    """Write a run as ``runs_dir/<run_id>/`` atomically (temp dir, then rename)."""
+FINAL_POINT_FILE = "final_x.npy"
+
+
+def save_run(
+    outcome: RunOutcome,
+    runs_dir: Path,
+    record_arrivals: bool = True,
+    save_final: bool = False,
+) -> Path:
+    """Write a run as ``runs_dir/<run_id>/`` atomically (temp dir, then rename).
+
+    With ``save_final`` the last iterate is kept as ``final_x.npy`` (for
+    diagnostics measured at the end of a run).
+    """
     dest = runs_dir / str(outcome.summary["run_id"])
     with atomic_dir(dest) as tmp:
+        if save_final and outcome.params is not None:
+            np.save(tmp / FINAL_POINT_FILE, np.asarray(outcome.params))
         if record_arrivals:
             write_csv_atomic(tmp / "arrivals.csv", outcome.arrivals)
         write_rows_csv_atomic(
@@ -400,10 +593,12 @@ def save_run(outcome: RunOutcome, runs_dir: Path, record_arrivals: bool = True) 
     return dest
 
 
-def execute_and_save(spec: RunSpec, runs_dir: str) -> dict[str, Any]:
+def execute_and_save(
+    spec: RunSpec, runs_dir: str, save_final: bool = False
+) -> dict[str, Any]:
     """Execute a spec and store it; return its summary (the unit of parallel work)."""
     outcome = execute(spec)
-    save_run(outcome, Path(runs_dir), spec.record_arrivals)
+    save_run(outcome, Path(runs_dir), spec.record_arrivals, save_final)
     return outcome.summary
 
 
@@ -452,8 +647,11 @@ def _single_threaded_blas() -> None:
     try:
         from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
     except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        return
-    threadpool_limits(1)
+        pass
+    else:
+        threadpool_limits(1)
+    global _ONE_THREAD
+    _ONE_THREAD = True  # torch (imported later, by a problem) gets 1 thread too
 
 
 def _run_specs(
@@ -461,10 +659,11 @@ def _run_specs(
     runs_dir: Path,
     workers: int,
     on_done: Callable[[dict[str, Any]], None],
+    save_final: bool = False,
 ) -> None:
     if workers <= 1:
         for spec in specs:
-            on_done(execute_and_save(spec, str(runs_dir)))
+            on_done(execute_and_save(spec, str(runs_dir), save_final))
         return
     # spawn/forkserver, not fork: forking a process that may hold BLAS or torch
     # threads can deadlock, and both give the same results as in-process runs.
@@ -475,7 +674,9 @@ def _run_specs(
     with cf.ProcessPoolExecutor(
         max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
     ) as pool:
-        futures = [pool.submit(execute_and_save, s, str(runs_dir)) for s in specs]
+        futures = [
+            pool.submit(execute_and_save, s, str(runs_dir), save_final) for s in specs
+        ]
         try:
             for fut in cf.as_completed(futures):
                 on_done(fut.result())
@@ -496,7 +697,9 @@ def run_experiment(
     """Run every spec of ``config`` into ``out_dir`` and build the report.
 
     Finished runs (``runs/<run_id>/summary.json`` present) are loaded, not rerun;
-    leftovers of killed runs are removed and redone.
+    leftovers of killed runs are removed and redone. With a ``diagnostics`` block the
+    tail indices are measured after the grid (:mod:`clipasync.diagnose`, cached in
+    ``diagnostics.json``).
 
     Args:
         config: Validated experiment.
@@ -522,7 +725,15 @@ def run_experiment(
     n_workers = resolve_workers(
         workers if workers is not None else config.workers, len(pending)
     )
-    _execute_with_progress(pending, runs_dir, n_workers, len(specs), progress)
+    tail = config.diagnostics.tail_index if config.diagnostics else None
+    save_final = tail is not None and "final" in tail.at
+    _execute_with_progress(
+        pending, runs_dir, n_workers, len(specs), progress, save_final
+    )
+    if tail is not None:
+        from clipasync.diagnose import tail_index_diagnostics
+
+        tail_index_diagnostics(config, out)
     if report:
         from clipasync.report import build_report
 
@@ -531,11 +742,16 @@ def run_experiment(
 
 
 def _execute_with_progress(
-    pending: list[RunSpec], runs_dir: Path, workers: int, total: int, progress: bool
+    pending: list[RunSpec],
+    runs_dir: Path,
+    workers: int,
+    total: int,
+    progress: bool,
+    save_final: bool = False,
 ) -> None:
     done_before = total - len(pending)
     if not progress:
-        _run_specs(pending, runs_dir, workers, lambda s: None)
+        _run_specs(pending, runs_dir, workers, lambda s: None, save_final)
         return
     from rich.progress import (
         BarColumn,
@@ -559,7 +775,7 @@ def _execute_with_progress(
         if done_before:
             label += f", {done_before} reused"
         task = bar.add_task(label, total=total, completed=done_before)
-        _run_specs(pending, runs_dir, workers, lambda s: bar.advance(task))
+        _run_specs(pending, runs_dir, workers, lambda s: bar.advance(task), save_final)
 
 
 def load_runs(

@@ -1,0 +1,373 @@
+"""Run an experiment's grid on Ray instead of the simulator (``--backend ray``).
+
+The same YAML drives both backends and the same policy objects run in the driver:
+only the pool changes, from :class:`~clipasync.sim.SimulatedPool` (virtual clock) to
+:class:`~clipasync.runtime.ray_pool.RayPool` (wall clock). Conventions:
+
+* Time. The config's times are in *time units*; on Ray one time unit is
+  ``time_unit_s`` seconds. Each job sleeps by the config's compute-time model scaled
+  by ``time_unit_s`` on top of its real compute (``inject_delays=False`` turns the
+  sleep off: the real stragglers of the cluster only). ``max_time``, ``eval_every``
+  and the reported times are converted, so reports of both backends read in time
+  units and compare directly.
+* Runs execute one after another (each one already uses every worker of the cluster);
+  each finished run is written atomically like a simulated run, so a rerun skips
+  finished runs.
+* Each run checkpoints its driver every ``checkpoint_every`` updates to
+  ``checkpoints/<run_id>/``; :func:`resume_experiment` (``clipasync resume DIR``)
+  continues every unfinished run from its checkpoint, or from scratch if it has none.
+* PyTorch problems also save their final weights as ``runs/<run_id>/weights.pt``
+  (a ``state_dict``; ``torch.load(path, weights_only=True)``).
+
+Command line: ``clipasync run CONFIG --backend ray [--address HOST:PORT]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from clipasync.config import ExperimentConfig, load_config
+from clipasync.engine import StopRule, Target
+from clipasync.experiment import (
+    RUNS_DIR,
+    RunOutcome,
+    RunSpec,
+    build_policy,
+    build_problem,
+    build_stop,
+    build_timing,
+    expand,
+    load_summary,
+    save_run,
+    summarise,
+)
+from clipasync.io import remove_leftovers, write_json_atomic, write_text_atomic
+from clipasync.recorder import Recorder
+from clipasync.seeding import Stream, stream
+from clipasync.types import Vector
+
+CHECKPOINTS_DIR = "checkpoints"
+BACKEND_FILE = "backend.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class ConfiguredTask:
+    """Picklable task factory: builds the run's problem inside each Ray actor.
+
+    Building the problem in the actor (from its config, a few bytes) keeps data sets
+    off the wire; every actor builds the same objective from the problem's seed.
+    """
+
+    problem: dict[str, Any]
+
+    def __call__(self) -> Any:
+        problem = build_problem(self.problem)
+
+        def task(worker: int, x: Vector, rng: np.random.Generator) -> Vector:
+            return problem.stochastic_grad(x, rng, worker)
+
+        return task
+
+
+def _scaled_stop(stop: StopRule, unit: float) -> StopRule:
+    return dataclasses.replace(
+        stop, max_time=None if stop.max_time is None else stop.max_time * unit
+    )
+
+
+def _to_time_units(outcome: RunOutcome, unit: float) -> RunOutcome:
+    """Convert a Ray run's wall-clock seconds into the config's time units."""
+    s = outcome.summary
+    s["time_unit_s"] = unit
+    s["wall_clock_time"] = s.get("sim_time")
+    for key in ("time_to_target", "sim_time"):
+        if s.get(key) is not None:
+            s[key] = float(s[key]) / unit
+    if s.get("sim_time"):
+        s["updates_per_time"] = s["version"] / s["sim_time"]
+    arrivals = dict(outcome.arrivals)
+    arrivals["wall_time"] = arrivals["time"]
+    arrivals["time"] = arrivals["time"] / unit
+    arrivals["compute_time"] = arrivals["compute_time"] / unit
+    evals = [{**e, "time": e["time"] / unit} for e in outcome.evals]
+    return RunOutcome(s, arrivals, evals, outcome.params)
+
+
+def execute_on_ray(
+    spec: RunSpec,
+    out_dir: Path,
+    *,
+    time_unit_s: float,
+    inject_delays: bool = True,
+    checkpoint_every: int = 200,
+    resume: bool = False,
+    address: str | None = None,
+) -> RunOutcome:
+    """Run one spec on a Ray pool (checkpointed, resumable) and summarise it."""
+    from clipasync.runtime.driver import checkpoint_streams, run_resumable
+    from clipasync.runtime.ray_pool import RayPool
+
+    problem = build_problem(spec.problem)
+    timing = build_timing(spec.timing)
+    policy = build_policy(spec.policy, spec.hyper)
+    ckpt_dir = out_dir / CHECKPOINTS_DIR / spec.run_id
+    streams = checkpoint_streams(ckpt_dir) if resume else None
+    pool = RayPool(
+        ConfiguredTask(spec.problem),
+        timing.num_workers,
+        timing=timing if inject_delays else None,
+        time_unit_s=time_unit_s,
+        seed=spec.seed,
+        address=address,
+        streams=streams,
+    )
+    stop = _scaled_stop(build_stop(spec.stop), time_unit_s)
+    recorder = Recorder(keep_arrivals=True)
+    t0 = time.perf_counter()
+    try:
+        result = run_resumable(
+            policy,
+            pool,
+            problem.initial_point(),
+            stop=stop,
+            rng=stream(spec.seed, Stream.POLICY),
+            evaluate=problem.evaluate,
+            eval_every=None
+            if spec.eval_every is None
+            else spec.eval_every * time_unit_s,
+            checkpoint_dir=ckpt_dir,
+            checkpoint_every=checkpoint_every,
+            resume=resume and streams is not None,
+            config={"run_id": spec.run_id},
+            recorder=recorder,
+        )
+        failures = int(getattr(pool, "failures", 0))
+    finally:
+        pool.close()
+    outcome = _to_time_units(
+        summarise(spec, result, recorder, time.perf_counter() - t0), time_unit_s
+    )
+    outcome.summary["backend"] = "ray"
+    outcome.summary["worker_failures"] = failures
+    outcome.summary["inject_delays"] = inject_delays
+    return outcome
+
+
+def _save_weights(spec: RunSpec, outcome: RunOutcome, run_dir: Path) -> None:
+    from clipasync.problems.torch_adaptor import TorchProblem
+
+    problem = build_problem(spec.problem)
+    if isinstance(problem, TorchProblem) and outcome.params is not None:
+        from clipasync.checkpoint import save_state_dict
+
+        save_state_dict(problem.model, outcome.params, run_dir / "weights.pt")
+
+
+def run_experiment_on_ray(
+    config: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    address: str | None = None,
+    time_unit_s: float = 0.05,
+    inject_delays: bool = True,
+    checkpoint_every: int = 200,
+    num_cpus: int | None = None,
+    resume: bool = False,
+    report: bool = True,
+) -> Path:
+    """Run every spec of ``config`` on Ray into ``out_dir`` and build the report.
+
+    Args:
+        config: Validated experiment (the same file the simulator runs).
+        out_dir: Report directory.
+        address: Existing Ray cluster (``HOST:PORT``); ``None`` starts a local Ray.
+        time_unit_s: Seconds per time unit of the config.
+        inject_delays: Sleep per job by the config's compute-time model.
+        checkpoint_every: Driver checkpoint period, in applied updates.
+        num_cpus: CPUs of a local Ray (default: the machine's).
+        resume: Continue unfinished runs from their checkpoints.
+        report: Build the report at the end.
+    """
+    from clipasync.runtime.ray_pool import start_ray
+
+    out = Path(out_dir)
+    runs_dir = out / RUNS_DIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(runs_dir)
+    specs = expand(config)
+    write_text_atomic(
+        out / "config.resolved.yaml",
+        yaml.safe_dump(config.resolved(), sort_keys=False, default_flow_style=None),
+    )
+    write_json_atomic(out / "runs.json", [s.run_id for s in specs])
+    write_json_atomic(
+        out / BACKEND_FILE,
+        {
+            "backend": "ray",
+            "address": address,
+            "time_unit_s": time_unit_s,
+            "inject_delays": inject_delays,
+            "checkpoint_every": checkpoint_every,
+        },
+    )
+    start_ray(address, num_cpus)
+    for spec in specs:
+        if load_summary(runs_dir / spec.run_id) is not None:
+            continue
+        outcome = execute_on_ray(
+            spec,
+            out,
+            time_unit_s=time_unit_s,
+            inject_delays=inject_delays,
+            checkpoint_every=checkpoint_every,
+            resume=resume,
+            address=address,
+        )
+        run_dir = save_run(outcome, runs_dir, spec.record_arrivals)
+        _save_weights(spec, outcome, run_dir)
+    if report:
+        from clipasync.report import build_report
+
+        build_report(out)
+        report_md = out / "report.md"
+        text = report_md.read_text() if report_md.is_file() else ""
+        write_text_atomic(report_md, text + "\n" + sim_to_real_section(out))
+    return out
+
+
+def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
+    """Continue a Ray experiment after its driver was killed (``clipasync resume``).
+
+    Finished runs are kept; each unfinished run continues from its last checkpoint
+    (or starts over if it had none), with the settings the experiment started with.
+    """
+    out = Path(out_dir)
+    settings_path = out / BACKEND_FILE
+    if not settings_path.is_file():
+        from clipasync.errors import ConfigError
+
+        raise ConfigError(
+            f"{out} is not a Ray experiment directory (no {BACKEND_FILE}); "
+            "a simulated experiment resumes by rerunning `clipasync run` with --out"
+        )
+    from clipasync.io import read_json
+
+    settings = read_json(settings_path)
+    config = load_config(out / "config.resolved.yaml", [])
+    return run_experiment_on_ray(
+        config,
+        out,
+        address=address if address is not None else settings.get("address"),
+        time_unit_s=float(settings["time_unit_s"]),
+        inject_delays=bool(settings["inject_delays"]),
+        checkpoint_every=int(settings["checkpoint_every"]),
+        resume=True,
+    )
+
+
+def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str, Any]:
+    """Write a run's measured compute times as a trace the simulator replays, and
+    compare simulated with measured update rate and delays (``clipasync trace``).
+
+    Args:
+        run_dir: ``<experiment>/runs/<run_id>`` of a Ray run.
+        out: Trace CSV path (default ``run_dir/trace.csv``).
+
+    Returns:
+        The comparison as plain data (also written to ``run_dir/sim_vs_real.json``
+        with a plot ``run_dir/sim_vs_real.png``).
+    """
+    from clipasync.runtime.trace import (
+        compare_sim_to_real,
+        plot_sim_vs_real,
+        write_trace,
+    )
+
+    run = Path(run_dir)
+    summary = load_summary(run)
+    if summary is None or not (run / "arrivals.csv").is_file():
+        from clipasync.errors import ConfigError
+
+        raise ConfigError(f"{run} is not a finished run with arrivals.csv")
+    columns = read_columns(run / "arrivals.csv")
+    trace_path = Path(out) if out is not None else run / "trace.csv"
+    # Times in the records are already in time units (see _to_time_units).
+    write_trace(columns, trace_path, 1.0)
+    spec_timing = build_timing(summary["timing"])
+    policy = build_policy(summary["policy"], summary["hyper"])
+    cmp = compare_sim_to_real(columns, spec_timing, 1.0, policy=policy)
+    data = {
+        "run_id": summary["run_id"],
+        "measured_rate": cmp.measured_rate,
+        "simulated_rate": cmp.simulated_rate,
+        "rate_ratio": cmp.rate_ratio,
+        "delay_quantiles_sim_vs_measured": cmp.quantiles,
+        "delay_wasserstein": cmp.wasserstein,
+    }
+    write_json_atomic(run / "sim_vs_real.json", data)
+    plot_sim_vs_real(cmp, run / "sim_vs_real.png")
+    return {"trace": str(trace_path), **data}
+
+
+def read_columns(path: Path) -> dict[str, np.ndarray[Any, Any]]:
+    """Read a numeric CSV written by :func:`clipasync.io.write_csv_atomic` as columns
+    (booleans written as True/False become 0/1)."""
+    with open(path, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = [
+            [
+                1.0 if v == "True" else 0.0 if v == "False" else float(v or "nan")
+                for v in row
+            ]
+            for row in reader
+        ]
+    table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
+    return {name: table[:, i] for i, name in enumerate(header)}
+
+
+def sim_to_real_section(out_dir: str | Path) -> str:
+    """Markdown comparing each Ray run's measured update rate and delays with the
+    simulator's prediction for the same timing model and policy."""
+    out = Path(out_dir)
+    rows = []
+    for run in sorted((out / RUNS_DIR).iterdir()):
+        if load_summary(run) is None or not (run / "arrivals.csv").is_file():
+            continue
+        d = export_trace(run)
+        q = d["delay_quantiles_sim_vs_measured"]
+        rows.append(
+            f"| {d['run_id']} | {d['measured_rate']:.3g} | {d['simulated_rate']:.3g} "
+            f"| {d['rate_ratio']:.2f} | {q['p50'][1]:.0f} / {q['p50'][0]:.0f} "
+            f"| {q['p90'][1]:.0f} / {q['p90'][0]:.0f} | {d['delay_wasserstein']:.2f} |"
+        )
+    head = [
+        "## Sim-to-real check",
+        "",
+        "Each run's measured update rate (updates per time unit) and delays next to",
+        "the simulator's prediction for the same timing model and policy. A rate",
+        "ratio below 1 is the runtime's overhead; `clipasync trace RUN` writes the",
+        "measured compute times as a trace the simulator replays (`trace.csv`).",
+        "",
+        "| run | measured rate | simulated rate | ratio | delay p50 measured / sim "
+        "| delay p90 measured / sim | delay W1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return "\n".join(head + rows) + "\n"
+
+
+__all__ = [
+    "ConfiguredTask",
+    "Target",
+    "execute_on_ray",
+    "export_trace",
+    "resume_experiment",
+    "run_experiment_on_ray",
+]
