@@ -83,7 +83,7 @@ def run_cmd(
     ] = "sim",
     address: Annotated[
         str | None,
-        typer.Option(help="ray: join this Ray cluster (HOST:PORT) instead of a local Ray."),
+        typer.Option(help="ray: join this Ray cluster (HOST:PORT), not a local Ray."),
     ] = None,
     time_unit: Annotated[
         float,
@@ -126,6 +126,7 @@ def run_cmd(
                 time_unit_s=time_unit,
                 inject_delays=not no_inject,
                 checkpoint_every=checkpoint_every,
+                source=(config.read_text(), list(set_ or []), profile),
             )
         elif backend == "sim":
             path = run_experiment(
@@ -143,7 +144,9 @@ def run_cmd(
 
 @app.command("resume")
 def resume_cmd(
-    run_dir: Annotated[Path, typer.Argument(help="A directory written by `run --backend ray`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A directory written by `run --backend ray`.")
+    ],
     address: Annotated[
         str | None, typer.Option(help="Ray cluster to join (default: as started).")
     ] = None,

@@ -55,6 +55,7 @@ from clipasync.types import Vector
 
 CHECKPOINTS_DIR = "checkpoints"
 BACKEND_FILE = "backend.json"
+SOURCE_FILE = "config.source.yaml"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +182,7 @@ def run_experiment_on_ray(
     num_cpus: int | None = None,
     resume: bool = False,
     report: bool = True,
+    source: tuple[str, list[str], str | None] | None = None,
 ) -> Path:
     """Run every spec of ``config`` on Ray into ``out_dir`` and build the report.
 
@@ -194,6 +196,9 @@ def run_experiment_on_ray(
         num_cpus: CPUs of a local Ray (default: the machine's).
         resume: Continue unfinished runs from their checkpoints.
         report: Build the report at the end.
+        source: ``(YAML text, --set overrides, profile)`` the config was loaded
+            from, kept in the directory so that :func:`resume_experiment` can
+            rebuild the same config (default: taken from an earlier call).
     """
     from clipasync.runtime.ray_pool import start_ray
 
@@ -207,9 +212,13 @@ def run_experiment_on_ray(
         yaml.safe_dump(config.resolved(), sort_keys=False, default_flow_style=None),
     )
     write_json_atomic(out / "runs.json", [s.run_id for s in specs])
+    if source is not None:
+        write_text_atomic(out / SOURCE_FILE, source[0])
     write_json_atomic(
         out / BACKEND_FILE,
         {
+            "overrides": list(source[1]) if source is not None else [],
+            "profile": source[2] if source is not None else None,
             "backend": "ray",
             "address": address,
             "time_unit_s": time_unit_s,
@@ -260,7 +269,18 @@ def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
     from clipasync.io import read_json
 
     settings = read_json(settings_path)
-    config = load_config(out / "config.resolved.yaml", [])
+    if not (out / SOURCE_FILE).is_file():
+        from clipasync.errors import ConfigError
+
+        raise ConfigError(
+            f"{out} has no {SOURCE_FILE}: it was started without its source config "
+            "(pass source= to run_experiment_on_ray, as `clipasync run` does)"
+        )
+    config = load_config(
+        out / SOURCE_FILE,
+        list(settings.get("overrides", [])),
+        profile=settings.get("profile"),
+    )
     return run_experiment_on_ray(
         config,
         out,
