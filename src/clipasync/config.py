@@ -15,6 +15,19 @@ seeds, a stop rule and an optional outer sweep (DESIGN.md §5)::
     stop: {max_time: 500, target: {metric: loss, value: 0.05}}
 
 Every list-valued hyperparameter of a method is a grid axis (Cartesian product).
+
+Profiles: a file may hold ``profiles: {quick: {dotted.key: value, ...}, full: {...}}``
+and ``default_profile: quick``. ``load_config(path, profile="full")`` (the CLI's
+``--profile full``) applies the named profile's overrides to the file, then the
+``--set`` overrides; without ``--profile`` the ``default_profile`` is applied, and a
+file without one runs as written. A profile key names a dotted path
+(``problem.subset``) or a whole top-level section (``sweep: {timing.slow_time: [4]}``:
+sweep keys contain dots, so replace the sweep as a whole).
+
+Optional blocks read by the runner and the report: ``diagnostics: {tail_index:
+{num_samples: 500, at: [init, final]}}`` (sub-Weibull tail index of the gradient noise,
+see :class:`TailIndexConfig`) and ``paper_reference: {D=4: {vanilla: 1.8}}`` (the
+paper's reported speedups of the reference method, shown next to the measured ones).
 Validation is done by pydantic; :func:`load_config` turns its ``ValidationError``
 into a :class:`~clipasync.errors.ConfigError` with one line that names the field and
 what is allowed, e.g. ``config error at methods.clipped.max_norm: must be > 0
@@ -63,10 +76,56 @@ METHOD_POLICIES: dict[str, tuple[str, tuple[str, ...]]] = {
         ("batch_size",),
     ),
     "minibatch": ("synchronous minibatch SGD: one gradient per worker", ()),
+    "fedbuff": (
+        "FedBuff: buffer buffer_size (K) client deltas, server stepsize (eta_g), "
+        "optional server_momentum; clients run local_steps at local_stepsize, "
+        "deltas clipped to client_max_norm",
+        (
+            "server_momentum",
+            "buffer_size",
+            "staleness",
+            "max_staleness",
+            "assign",
+            "local_steps",
+            "local_stepsize",
+            "client_max_norm",
+        ),
+    ),
+    "fedasync": (
+        "FedAsync: mix client models with weight mixing (alpha) x staleness; "
+        "no stepsize/max_norm (clients: local_steps, local_stepsize, "
+        "client_max_norm)",
+        (
+            "mixing",
+            "staleness",
+            "assign",
+            "local_steps",
+            "local_stepsize",
+            "client_max_norm",
+        ),
+    ),
 }
 
-_COMMON_METHOD_FIELDS = ("policy", "stepsize", "max_norm", "delay_adaptive")
-_REQUIRED_METHOD_FIELDS = {"ringmaster": ("max_delay",), "rennala": ("batch_size",)}
+_COMMON_METHOD_FIELDS = (
+    "policy",
+    "stepsize",
+    "max_norm",
+    "delay_adaptive",
+    "adaptive_clip",
+)
+_REQUIRED_METHOD_FIELDS = {
+    "ringmaster": ("max_delay",),
+    "rennala": ("batch_size",),
+    "fedbuff": ("buffer_size", "local_stepsize"),
+    "fedasync": ("mixing", "local_stepsize"),
+}
+#: Common fields a policy does not take (FedAsync mixes models: no stepsize).
+_EXCLUDED_METHOD_FIELDS = {
+    "fedbuff": ("delay_adaptive",),
+    "fedasync": ("stepsize", "max_norm", "delay_adaptive", "adaptive_clip"),
+}
+#: Federated policies: their jobs are local training (``local_sgd_task``).
+FEDERATED_POLICIES = ("fedbuff", "fedasync")
 
 #: Timing kinds: description, required fields, optional fields.
 TIMING_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -96,7 +155,9 @@ TIMING_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "trace": ("replay a CSV with columns worker,compute_time", ("path",), ("cycle",)),
 }
 
-MethodPolicy = Literal["async_sgd", "ringmaster", "rennala", "minibatch"]
+MethodPolicy = Literal[
+    "async_sgd", "ringmaster", "rennala", "minibatch", "fedbuff", "fedasync"
+]
 TimingKind = Literal[
     "two_speed",
     "fixed",
@@ -260,17 +321,42 @@ class TimingConfig(_Strict):
         }
 
 
+class AdaptiveClipConfig(_Strict):
+    """A max_norm learned online (:func:`clipasync.adaptive.adaptive_clip`).
+
+    ``rule: window`` clips at the ``quantile`` of the last ``window`` pre-clip
+    norms; ``rule: geometric`` uses the update of Andrew et al. (2021),
+    c ← c·exp(−adapt_rate·(1{‖g‖ <= c} − quantile)).
+    """
+
+    rule: Literal["window", "geometric"] = "window"
+    quantile: Annotated[float, Field(gt=0, lt=1)] = 0.9
+    initial_max_norm: PositiveFloat = 1.0
+    window: PositiveInt = 100
+    warmup: PositiveInt | None = None
+    adapt_rate: PositiveFloat = 0.2
+
+
 class MethodConfig(_Strict):
     """One method of the comparison: a policy and its hyperparameter grid.
 
     ``stepsize`` (alias ``lr``) is a number, a list or a power grid
     ``{base: 2, min_exp: -9, max_exp: -1}``. ``max_norm``, ``max_delay`` and
     ``batch_size`` are numbers or lists; every list is a grid axis.
+
+    Federated policies (jobs are ``local_steps`` of local SGD at
+    ``local_stepsize`` on the client's shard, the delta clipped to
+    ``client_max_norm``): ``fedbuff`` (``stepsize`` is the server stepsize η_g,
+    ``max_norm`` clips the buffered pseudo-gradient, ``buffer_size`` is K) and
+    ``fedasync`` (``mixing`` α, no ``stepsize``). ``buffer_size``,
+    ``local_stepsize``, ``client_max_norm`` and ``mixing`` are grids;
+    ``client_max_norm`` may list ``null`` (no client clipping). ``staleness`` is a
+    :func:`~clipasync.federated.staleness.make_staleness` spec.
     """
 
     policy: MethodPolicy
     stepsize: list[PositiveFloat] = Field(
-        validation_alias=AliasChoices("stepsize", "lr")
+        default_factory=list, validation_alias=AliasChoices("stepsize", "lr")
     )
     max_norm: list[PositiveFloat] | None = None
     delay_adaptive: bool = False
@@ -278,6 +364,15 @@ class MethodConfig(_Strict):
     max_delay: list[PositiveInt] | None = None
     cancel_stale: bool = False
     batch_size: list[PositiveInt] | None = None
+    adaptive_clip: AdaptiveClipConfig | None = None
+    server_momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    buffer_size: list[PositiveInt] | None = None
+    staleness: str | dict[str, Any] | None = None
+    max_staleness: Annotated[int, Field(ge=0)] | None = None
+    local_steps: PositiveInt = 1
+    local_stepsize: list[PositiveFloat] | None = None
+    client_max_norm: list[PositiveFloat | None] | None = None
+    mixing: list[Annotated[float, Field(gt=0, le=1)]] | None = None
 
     @field_validator("stepsize", mode="before")
     @classmethod
@@ -291,31 +386,68 @@ class MethodConfig(_Strict):
     def _to_list(cls, v: Any) -> Any:
         return _as_list(v)
 
+    @field_validator(
+        "buffer_size", "local_stepsize", "client_max_norm", "mixing", mode="before"
+    )
+    @classmethod
+    def _fed_to_list(cls, v: Any) -> Any:
+        # ``client_max_norm: null`` is "no clipping" (a one-point grid), not absent.
+        return [None] if v is None else _as_list(v)
+
     @field_validator("stepsize", "max_norm", "max_delay", "batch_size")
     @classmethod
     def _grid_nonempty(cls, v: list[Any] | None) -> list[Any] | None:
         return _nonempty(v)
 
+    @field_validator("buffer_size", "local_stepsize", "client_max_norm", "mixing")
+    @classmethod
+    def _fed_grid_nonempty(cls, v: list[Any] | None) -> list[Any] | None:
+        return _nonempty(v)
+
+    @field_validator("staleness")
+    @classmethod
+    def _staleness_spec(
+        cls, v: str | dict[str, Any] | None
+    ) -> str | dict[str, Any] | None:
+        from clipasync.federated.staleness import make_staleness
+
+        make_staleness(v)  # a ConfigError (a ValueError) becomes a one-line error
+        return v
+
     @model_validator(mode="after")
     def _fields_of_policy(self) -> MethodConfig:
         allowed = {*_COMMON_METHOD_FIELDS, *METHOD_POLICIES[self.policy][1]}
+        allowed -= set(_EXCLUDED_METHOD_FIELDS.get(self.policy, ()))
         for name in sorted(self.model_fields_set):
             if name not in allowed:
                 raise ValueError(
                     f"{name}: not a field of policy {self.policy!r} "
                     f"(its fields: {', '.join(sorted(allowed))})"
                 )
+        if self.adaptive_clip is not None and self.max_norm is not None:
+            raise ValueError(
+                "adaptive_clip: give either max_norm or adaptive_clip (its "
+                "initial_max_norm sets the starting level), not both"
+            )
         for name in _REQUIRED_METHOD_FIELDS.get(self.policy, ()):
             if getattr(self, name) is None:
                 raise ValueError(f"{name}: required for policy {self.policy!r}")
+        if self.policy != "fedasync" and not self.stepsize:
+            raise ValueError("stepsize: required field is missing")
+        for name in ("buffer_size", "local_stepsize", "mixing"):
+            if None in (getattr(self, name) or ()):
+                raise ValueError(f"{name}: must be a number or a list of numbers")
         return self
 
     def grid(self) -> list[dict[str, Any]]:
         """Return every grid point: the Cartesian product of the list fields.
 
         Each point holds ``stepsize``, ``max_norm`` (``None``: no clipping),
-        ``delay_adaptive`` and the policy's own fields.
+        ``delay_adaptive`` and the policy's own fields (FedAsync: no ``stepsize``
+        nor ``max_norm``).
         """
+        if self.policy in FEDERATED_POLICIES:
+            return self._federated_grid()
         axes: dict[str, list[Any]] = {
             "stepsize": self.stepsize,
             "max_norm": self.max_norm if self.max_norm is not None else [None],
@@ -325,6 +457,8 @@ class MethodConfig(_Strict):
         if self.policy == "rennala":
             axes["batch_size"] = self.batch_size or []
         fixed: dict[str, Any] = {"delay_adaptive": self.delay_adaptive}
+        if self.adaptive_clip is not None:
+            fixed["adaptive_clip"] = self.adaptive_clip.model_dump(exclude_none=True)
         if self.policy == "async_sgd":
             fixed["assign"] = self.assign
         if self.policy == "ringmaster":
@@ -334,6 +468,76 @@ class MethodConfig(_Strict):
             {**dict(zip(names, values, strict=True)), **fixed}
             for values in itertools.product(*axes.values())
         ]
+
+    def _federated_grid(self) -> list[dict[str, Any]]:
+        from clipasync.federated.staleness import make_staleness
+
+        axes: dict[str, list[Any]] = {}
+        fixed: dict[str, Any] = {"delay_adaptive": False}
+        if self.policy == "fedbuff":
+            axes["stepsize"] = self.stepsize
+            axes["max_norm"] = self.max_norm if self.max_norm is not None else [None]
+            axes["buffer_size"] = self.buffer_size or []
+            if self.adaptive_clip is not None:
+                fixed["adaptive_clip"] = self.adaptive_clip.model_dump(
+                    exclude_none=True
+                )
+            fixed["server_momentum"] = self.server_momentum
+            fixed["max_staleness"] = self.max_staleness
+        else:
+            axes["mixing"] = self.mixing or []
+        axes["local_stepsize"] = self.local_stepsize or []
+        axes["client_max_norm"] = self.client_max_norm or [None]
+        fixed["local_steps"] = self.local_steps
+        fixed["staleness"] = make_staleness(self.staleness).to_config()
+        fixed["assign"] = self.assign
+        names = list(axes)
+        return [
+            {**dict(zip(names, values, strict=True)), **fixed}
+            for values in itertools.product(*axes.values())
+        ]
+
+
+class OpenSystemConfig(_Strict):
+    """An open system: jobs start at rate λ (``rate``) per time unit."""
+
+    rate: PositiveFloat
+
+
+class AvailabilityConfig(_Strict):
+    """Clients that vanish mid-job, or an open system (:mod:`clipasync.federated`).
+
+    ``dropout: {kind: bernoulli, p: 0.05}`` (or ``{kind: periodic, period,
+    off_time, phases}``) loses jobs; with the default closed system the lost job is
+    retried on the same client (:class:`~clipasync.federated.UnreliablePool`).
+    ``open_system: {rate: λ}`` starts jobs at Poisson(λ) times on uniformly drawn
+    clients instead of keeping every worker busy
+    (:class:`~clipasync.federated.OpenSystemPool`; lost jobs are not retried).
+    """
+
+    dropout: dict[str, Any] | None = None
+    open_system: OpenSystemConfig | None = None
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout_spec(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            from clipasync.federated.availability import make_dropout
+
+            make_dropout(v)  # a ConfigError (a ValueError) becomes one line
+        return v
+
+
+def _timing_workers(timing: TimingConfig) -> int | None:
+    """Number of workers a timing config defines (``None``: known only at run time)."""
+    if timing.kind == "two_speed":
+        num_fast = timing.num_fast if timing.num_fast is not None else 8
+        return num_fast + (timing.num_slow if timing.num_slow is not None else 8)
+    if timing.kind == "fixed":
+        return len(timing.times or ())
+    if isinstance(timing.mean, list):
+        return len(timing.mean)
+    return timing.num_workers
 
 
 class TargetConfig(_Strict):
@@ -365,6 +569,38 @@ class StopConfig(_Strict):
         return self
 
 
+class TailIndexConfig(_Strict):
+    """Sub-Weibull tail index θ of the gradient noise (Vladimirova et al. 2020).
+
+    Measured once per distinct problem at the initial point (``init``) and, for
+    ``final``, at the last iterate of the best run (median seed) of each (sweep
+    point, method) in ``methods`` (``reference``: the reference method only;
+    ``all``; or a list of names). Each measurement draws ``num_samples`` stochastic
+    gradients and regresses the ``k`` largest noise norms (default top 1 %, at
+    least 10); cost ≈ ``num_samples`` oracle calls.
+    """
+
+    num_samples: Annotated[int, Field(ge=20)] = 500
+    k: Annotated[int, Field(ge=2)] | None = None
+    at: list[Literal["init", "final"]] = Field(
+        default_factory=lambda: list[Literal["init", "final"]](["init", "final"])
+    )
+    methods: Literal["reference", "all"] | list[str] = "reference"
+    seed: Annotated[int, Field(ge=0)] = 0
+
+    @field_validator("at")
+    @classmethod
+    def _at_nonempty(cls, v: list[str]) -> list[str]:
+        _nonempty(v)
+        return v
+
+
+class DiagnosticsConfig(_Strict):
+    """Diagnostics computed after the grid has run (see :class:`TailIndexConfig`)."""
+
+    tail_index: TailIndexConfig | None = None
+
+
 class ExperimentConfig(_Strict):
     """A whole experiment file (see the module docstring)."""
 
@@ -380,6 +616,10 @@ class ExperimentConfig(_Strict):
     reference: str | None = None
     workers: Literal["auto"] | int = "auto"
     record_arrivals: bool = True
+    profile: str | None = None
+    diagnostics: DiagnosticsConfig | None = None
+    paper_reference: dict[str, dict[str, PositiveFloat]] | None = None
+    availability: AvailabilityConfig | None = None
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -436,8 +676,17 @@ class ExperimentConfig(_Strict):
                 f"reference: unknown method {self.reference!r}; choose one of: "
                 f"{', '.join(self.methods)}"
             )
+        tail = self.diagnostics.tail_index if self.diagnostics else None
+        if tail is not None and isinstance(tail.methods, list):
+            for m in tail.methods:
+                if m not in self.methods:
+                    raise ValueError(
+                        f"diagnostics.tail_index.methods: unknown method {m!r}; "
+                        f"choose among: {', '.join(self.methods)}"
+                    )
         if self.stop.target is not None and self.eval_every is None:
             raise ValueError("eval_every: required when stop.target is set")
+        self._federated_checks()
         for point in self.sweep_points():
             if not point:
                 continue
@@ -447,6 +696,26 @@ class ExperimentConfig(_Strict):
                 shown = ", ".join(f"{k}={v}" for k, v in point.items())
                 raise ValueError(f"sweep: at {shown}: {exc}") from None
         return self
+
+    def _federated_checks(self) -> None:
+        """Partition size vs number of workers; open system vs synchronous rules."""
+        partition = (self.problem.model_extra or {}).get("partition")
+        if isinstance(partition, dict) and "num_workers" in partition:
+            n = _timing_workers(self.timing)
+            if n is not None and partition["num_workers"] != n:
+                raise ValueError(
+                    f"problem.partition.num_workers: {partition['num_workers']} "
+                    f"shards but the timing model has {n} workers"
+                )
+        avail = self.availability
+        if avail is not None and avail.open_system is not None:
+            for name, m in self.methods.items():
+                if m.policy in ("rennala", "minibatch"):
+                    raise ValueError(
+                        f"availability.open_system: policy {m.policy!r} (method "
+                        f"{name!r}) needs every worker busy; use an asynchronous "
+                        "or federated policy"
+                    )
 
     # -- derived views ------------------------------------------------------
 
@@ -577,8 +846,37 @@ def validate_config(raw: Any) -> ExperimentConfig:
         raise ConfigError(one_line(exc)) from None
 
 
+def apply_profile(raw: dict[str, Any], profile: str | None = None) -> None:
+    """Apply a profile of ``raw['profiles']`` in place and drop the profile keys.
+
+    Args:
+        raw: Parsed experiment file (modified).
+        profile: Profile name; ``None`` uses ``default_profile`` if the file has one.
+            The chosen name is stored as ``raw['profile']``.
+
+    Raises:
+        ConfigError: If the profile is unknown or malformed.
+    """
+    profiles = raw.pop("profiles", None) or {}
+    default = raw.pop("default_profile", None)
+    if not isinstance(profiles, dict):
+        raise ConfigError("config error at profiles: must be a mapping name -> {...}")
+    name = profile if profile is not None else default
+    if name is None:
+        return
+    if name not in profiles:
+        known = ", ".join(map(str, profiles)) or "none defined"
+        raise ConfigError(f"config error: unknown profile {name!r} (profiles: {known})")
+    settings = profiles[name] or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"config error at profiles.{name}: must be a mapping")
+    for key, value in settings.items():
+        set_dotted(raw, str(key), value)
+    raw["profile"] = str(name)
+
+
 def load_config(
-    path: str | Path, overrides: list[str] | None = None
+    path: str | Path, overrides: list[str] | None = None, profile: str | None = None
 ) -> ExperimentConfig:
     """Read, override and validate an experiment file.
 
@@ -586,6 +884,8 @@ def load_config(
         path: YAML file.
         overrides: ``key.sub=value`` strings applied before validation; values are
             parsed as YAML (``--set methods.clipped.max_norm=[1,2]``).
+        profile: Profile of the file's ``profiles`` to apply before ``overrides``
+            (default: the file's ``default_profile``, if any).
 
     Raises:
         ConfigError: If the file is missing, not YAML, or invalid (one line).
@@ -608,6 +908,7 @@ def load_config(
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config error: {p} must hold a mapping")
+    apply_profile(raw, profile)
     for text_override in overrides or []:
         key, value = parse_override(text_override)
         set_dotted(raw, key, value)

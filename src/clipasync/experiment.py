@@ -244,6 +244,8 @@ def build_policy(policy: str, hyper: dict[str, Any]) -> ServerPolicy[Any]:
     Raises:
         ConfigError: On an unknown policy or an invalid hyperparameter.
     """
+    if policy in ("fedbuff", "fedasync"):
+        return cast("ServerPolicy[Any]", build_federated_policy(policy, hyper))
     t = build_transform(hyper)
     built: object
     if policy == "async_sgd":
@@ -258,8 +260,6 @@ def build_policy(policy: str, hyper: dict[str, Any]) -> ServerPolicy[Any]:
         built = Rennala(t, batch_size=int(hyper["batch_size"]))
     elif policy == "minibatch":
         built = SyncMinibatch(t)
-    elif policy in ("fedbuff", "fedasync"):
-        built = build_federated_policy(policy, hyper)
     else:
         built = None
     if built is not None:
