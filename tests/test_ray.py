@@ -159,6 +159,8 @@ TINY = (
     "methods:\n"
     "  clipped: {policy: async_sgd, stepsize: [0.5], max_norm: [1.0]}\n"
     "  vanilla: {policy: async_sgd, stepsize: [0.5]}\n"
+    "  fedbuff: {policy: fedbuff, stepsize: 1.0, buffer_size: 2, local_steps: 2,"
+    " local_stepsize: 0.1, client_max_norm: 1.0}\n"
     "stop: {max_time: 12}\n"
     "eval_every: 3\n"
 )
@@ -188,7 +190,7 @@ def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
         source=(TINY, [], None),
     )
     runs = load_runs(out)
-    assert {r["method"] for r in runs} == {"clipped", "vanilla"}
+    assert {r["method"] for r in runs} == {"clipped", "vanilla", "fedbuff"}
     for r in runs:
         assert r["backend"] == "ray" and r["worker_failures"] == 0
         # Reported in time units: 12 units of 20 ms, not 0.24 s.
@@ -204,7 +206,7 @@ def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
     resume_experiment(out)
     resumed = {r["run_id"]: r for r in load_runs(out)}
     assert resumed[runs[0]["run_id"]]["version"] >= version_before
-    assert len(resumed) == 2
+    assert len(resumed) == 3
 
     data = export_trace(out / "runs" / runs[1]["run_id"])
     from clipasync.timing import TraceTimes

@@ -28,6 +28,11 @@ Optional blocks read by the runner and the report: ``diagnostics: {tail_index:
 {num_samples: 500, at: [init, final]}}`` (sub-Weibull tail index of the gradient noise,
 see :class:`TailIndexConfig`) and ``paper_reference: {D=4: {vanilla: 1.8}}`` (the
 paper's reported speedups of the reference method, shown next to the measured ones).
+Federated runs: policies ``fedbuff`` and ``fedasync`` (see :class:`MethodConfig`),
+``problem.partition: {kind: dirichlet | shards | natural, ...}`` (client shards, see
+:func:`clipasync.federated.partition.partition_from_spec`) and ``availability:
+{dropout: {kind: bernoulli, p: 0.05}}`` or ``{open_system: {rate: 8}}`` (see
+:class:`AvailabilityConfig`); ``experiments/federated.yaml`` uses them.
 Validation is done by pydantic; :func:`load_config` turns its ``ValidationError``
 into a :class:`~clipasync.errors.ConfigError` with one line that names the field and
 what is allowed, e.g. ``config error at methods.clipped.max_norm: must be > 0

@@ -42,6 +42,11 @@ import yaml
 from clipasync.config import ExperimentConfig
 from clipasync.engine import RunResult, StopRule, Target, WorkerPool, run
 from clipasync.errors import ConfigError
+from clipasync.federated.availability import (
+    OpenSystemPool,
+    UnreliablePool,
+    make_dropout,
+)
 from clipasync.io import (
     atomic_dir,
     read_json,
@@ -351,12 +356,6 @@ def build_pool(
     """
     if not availability:
         return SimulatedPool(timing, task, seed)
-    from clipasync.federated.availability import (
-        OpenSystemPool,
-        UnreliablePool,
-        make_dropout,
-    )
-
     spec = availability.get("dropout")
     dropout = make_dropout(spec) if spec is not None else None
     open_system = availability.get("open_system")
@@ -376,13 +375,12 @@ def pool_stats(pool: WorkerPool) -> dict[str, Any]:
     jobs in flight, λ·E[τ] by Little's law).
     """
     out: dict[str, Any] = {}
-    if hasattr(pool, "lost_jobs"):
+    if isinstance(pool, UnreliablePool | OpenSystemPool):
         out["lost_jobs"] = int(pool.lost_jobs)
         out["lost_compute_time"] = float(pool.lost_compute_time)
         out["lost_by_worker"] = [int(v) for v in pool.lost_by_worker]
-    if hasattr(pool, "started_jobs"):
+    if isinstance(pool, OpenSystemPool):
         out["started_jobs"] = int(pool.started_jobs)
-    if hasattr(pool, "mean_concurrency"):
         out["mean_concurrency"] = float(pool.mean_concurrency())
     return out
 

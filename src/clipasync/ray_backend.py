@@ -42,6 +42,7 @@ from clipasync.experiment import (
     build_policy,
     build_problem,
     build_stop,
+    build_task,
     build_timing,
     expand,
     load_summary,
@@ -51,7 +52,6 @@ from clipasync.experiment import (
 from clipasync.io import remove_leftovers, write_json_atomic, write_text_atomic
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
-from clipasync.types import Vector
 
 CHECKPOINTS_DIR = "checkpoints"
 BACKEND_FILE = "backend.json"
@@ -67,14 +67,14 @@ class ConfiguredTask:
     """
 
     problem: dict[str, Any]
+    policy: str
+    hyper: dict[str, Any]
 
     def __call__(self) -> Any:
+        # The same job as in the simulator: one stochastic gradient, or a client's
+        # local training for federated policies (experiment.build_task).
         problem = build_problem(self.problem)
-
-        def task(worker: int, x: Vector, rng: np.random.Generator) -> Vector:
-            return problem.stochastic_grad(x, rng, worker)
-
-        return task
+        return build_task(build_policy(self.policy, self.hyper), problem, self.hyper)
 
 
 def _scaled_stop(stop: StopRule, unit: float) -> StopRule:
@@ -111,7 +111,19 @@ def execute_on_ray(
     resume: bool = False,
     address: str | None = None,
 ) -> RunOutcome:
-    """Run one spec on a Ray pool (checkpointed, resumable) and summarise it."""
+    """Run one spec on a Ray pool (checkpointed, resumable) and summarise it.
+
+    Raises:
+        ConfigError: For an ``availability`` block (client dropout and open systems
+            are simulator models; on Ray the real failures are the dropouts).
+    """
+    if spec.availability:
+        from clipasync.errors import ConfigError
+
+        raise ConfigError(
+            "availability (simulated dropout / open system) runs on the simulator "
+            "only; on Ray, real worker failures are detected and counted"
+        )
     from clipasync.runtime.driver import checkpoint_streams, run_resumable
     from clipasync.runtime.ray_pool import RayPool
 
@@ -121,7 +133,7 @@ def execute_on_ray(
     ckpt_dir = out_dir / CHECKPOINTS_DIR / spec.run_id
     streams = checkpoint_streams(ckpt_dir) if resume else None
     pool = RayPool(
-        ConfiguredTask(spec.problem),
+        ConfiguredTask(spec.problem, spec.policy, spec.hyper),
         timing.num_workers,
         timing=timing if inject_delays else None,
         time_unit_s=time_unit_s,

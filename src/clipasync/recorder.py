@@ -5,6 +5,13 @@ pre-clip norm, clipped, stepsize, compute time) and one row per evaluation
 (time, version, metrics). Columns are plain lists while running (cheap appends) and
 numpy arrays afterwards; :mod:`clipasync.io` writes them as CSV so that
 ``pandas.read_csv`` loads a run in one line.
+
+Optional columns (:data:`OPTIONAL_ARRIVAL_COLUMNS`: the client ``delta_norm``,
+``staleness_weight`` and ``mixing`` that FedBuff and FedAsync put in
+``Reply.info``) are added after the fixed ones the first time a reply carries the
+key, with NaN for the rows before it and for later replies without it. A run whose
+policy never reports them has exactly the fixed columns, so its CSV is unchanged, and
+a core run pays one dict lookup per optional key per arrival.
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ ARRIVAL_COLUMNS = (
     "stepsize",
     "compute_time",
 )
+
+#: ``Reply.info`` keys recorded as extra columns when a policy reports them.
+OPTIONAL_ARRIVAL_COLUMNS = ("delta_norm", "staleness_weight", "mixing")
 
 
 @dataclass
@@ -67,6 +77,14 @@ class Recorder:
         a["clipped"].append(info.get("clipped", math.nan))
         a["stepsize"].append(info.get("stepsize", math.nan))
         a["compute_time"].append(arrival.compute_time)
+        for key in OPTIONAL_ARRIVAL_COLUMNS:
+            col = a.get(key)
+            value = info.get(key)
+            if col is None:
+                if value is None:
+                    continue
+                col = a[key] = [math.nan] * (len(a["time"]) - 1)
+            col.append(math.nan if value is None else value)
 
     def record_eval(self, time: float, version: int, metrics: dict[str, float]) -> None:
         """Append one evaluation row."""

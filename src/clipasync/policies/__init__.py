@@ -2,6 +2,8 @@
 
 from clipasync.policies.async_sgd import AsyncSGD, AsyncState
 from clipasync.policies.base import ServerPolicy
+from clipasync.policies.fedasync import FedAsync, FedAsyncState
+from clipasync.policies.fedbuff import FedBuff, FedBuffState
 from clipasync.policies.rennala import BatchState, Rennala, SyncMinibatch
 from clipasync.policies.ringmaster import Ringmaster, RingmasterState
 
@@ -9,6 +11,10 @@ __all__ = [
     "AsyncSGD",
     "AsyncState",
     "BatchState",
+    "FedAsync",
+    "FedAsyncState",
+    "FedBuff",
+    "FedBuffState",
     "Rennala",
     "Ringmaster",
     "RingmasterState",

