@@ -684,6 +684,23 @@ def _run_specs(
             raise
 
 
+def prepare_out_dir(
+    config: ExperimentConfig, out: Path
+) -> tuple[Path, list[RunSpec]]:
+    """Create ``out/runs``, clear leftovers of killed runs, write the resolved config
+    and the run index; return the runs directory and the expanded specs."""
+    runs_dir = out / RUNS_DIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(runs_dir)
+    specs = expand(config)
+    write_text_atomic(
+        out / "config.resolved.yaml",
+        yaml.safe_dump(config.resolved(), sort_keys=False, default_flow_style=None),
+    )
+    write_json_atomic(out / "runs.json", [s.run_id for s in specs])
+    return runs_dir, specs
+
+
 def run_experiment(
     config: ExperimentConfig,
     out_dir: str | Path,
@@ -710,15 +727,7 @@ def run_experiment(
         ``out_dir`` as a path.
     """
     out = Path(out_dir)
-    runs_dir = out / RUNS_DIR
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(runs_dir)
-    specs = expand(config)
-    write_text_atomic(
-        out / "config.resolved.yaml",
-        yaml.safe_dump(config.resolved(), sort_keys=False, default_flow_style=None),
-    )
-    write_json_atomic(out / "runs.json", [s.run_id for s in specs])
+    runs_dir, specs = prepare_out_dir(config, out)
     pending = [s for s in specs if load_summary(runs_dir / s.run_id) is None]
     n_workers = resolve_workers(
         workers if workers is not None else config.workers, len(pending)

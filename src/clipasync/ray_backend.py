@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from clipasync.config import ExperimentConfig, load_config
 from clipasync.engine import StopRule, Target
@@ -44,12 +43,12 @@ from clipasync.experiment import (
     build_stop,
     build_task,
     build_timing,
-    expand,
     load_summary,
+    prepare_out_dir,
     save_run,
     summarise,
 )
-from clipasync.io import remove_leftovers, write_json_atomic, write_text_atomic
+from clipasync.io import write_json_atomic, write_text_atomic
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
 
@@ -215,15 +214,7 @@ def run_experiment_on_ray(
     from clipasync.runtime.ray_pool import start_ray
 
     out = Path(out_dir)
-    runs_dir = out / RUNS_DIR
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(runs_dir)
-    specs = expand(config)
-    write_text_atomic(
-        out / "config.resolved.yaml",
-        yaml.safe_dump(config.resolved(), sort_keys=False, default_flow_style=None),
-    )
-    write_json_atomic(out / "runs.json", [s.run_id for s in specs])
+    runs_dir, specs = prepare_out_dir(config, out)
     if source is not None:
         write_text_atomic(out / SOURCE_FILE, source[0])
     write_json_atomic(
