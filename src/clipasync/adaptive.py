@@ -50,7 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipasync.errors import ConfigError
-from clipasync.transforms import GradientTransform, Info, grad_norm
+from clipasync.transforms import GradientTransform, Info, norm_in_context
 from clipasync.types import UpdateContext, Vector
 
 __all__ = [
@@ -165,7 +165,7 @@ def clip_by_quantile(
     def update(
         g: Vector, state: WindowClipState, ctx: UpdateContext
     ) -> tuple[Vector, WindowClipState, Info]:
-        norm = ctx.grad_norm if ctx.grad_norm is not None else grad_norm(g)
+        norm = norm_in_context(g, ctx)
         u, info = _clip(g, norm, state.max_norm)
         buf = state.norms.copy()
         buf[state.num_seen % window] = norm
@@ -253,7 +253,7 @@ def clip_by_geometric_quantile(
     def update(
         g: Vector, state: GeometricClipState, ctx: UpdateContext
     ) -> tuple[Vector, GeometricClipState, Info]:
-        norm = ctx.grad_norm if ctx.grad_norm is not None else grad_norm(g)
+        norm = norm_in_context(g, ctx)
         u, info = _clip(g, norm, state.max_norm)
         b = 1.0 - info["clipped"]
         level = state.max_norm * math.exp(-eta * (b - q))

@@ -126,7 +126,9 @@ def comparison_table(rows: list[ReportRow]) -> str:
     """
     baselines: list[str] = []
     for r in rows:
-        baselines += [m for m in [*r.speedups, *r.paper] if m not in baselines]
+        for m in [*r.speedups, *r.paper]:
+            if m not in baselines:
+                baselines.append(m)
     header = ["report", "sweep", "reference", "reference best (reached)", *baselines]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
@@ -158,7 +160,7 @@ def comparison_plot(rows: list[ReportRow], path: Path) -> Path:
 
     baselines: list[str] = []
     for r in rows:
-        baselines += [m for m in r.speedups if m not in baselines]
+        baselines.extend(m for m in r.speedups if m not in baselines)
     n_groups, n_bars = len(rows), max(1, len(baselines))
     width = 0.8 / n_bars
     fig, ax = plt.subplots(figsize=(max(6.4, 1.3 * n_groups + 2), 4.4))
@@ -175,7 +177,7 @@ def comparison_plot(rows: list[ReportRow], path: Path) -> Path:
     ax.set_ylabel("speedup of the reference method (> 1: faster)")
     ax.set_title("Measured speedups vs the paper's")
     ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper right", framealpha=0.9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -684,9 +684,7 @@ def _run_specs(
             raise
 
 
-def prepare_out_dir(
-    config: ExperimentConfig, out: Path
-) -> tuple[Path, list[RunSpec]]:
+def prepare_out_dir(config: ExperimentConfig, out: Path) -> tuple[Path, list[RunSpec]]:
     """Create ``out/runs``, clear leftovers of killed runs, write the resolved config
     and the run index; return the runs directory and the expanded specs."""
     runs_dir = out / RUNS_DIR

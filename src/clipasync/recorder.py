@@ -48,43 +48,72 @@ OPTIONAL_ARRIVAL_COLUMNS = ("delta_norm", "staleness_weight", "mixing")
 class Recorder:
     """Collects arrival rows and evaluation rows.
 
+    ``record_arrival`` is on the simulator's hot path, so it appends one tuple (the
+    reply's info dict is kept by reference, not copied); the rows are turned into
+    columns the first time :attr:`arrivals` is read.
+
     Args:
         keep_arrivals: Record one row per arrival (turn off for very long runs where
             only evaluations matter).
     """
 
     keep_arrivals: bool = True
-    arrivals: dict[str, list[float]] = field(
-        default_factory=lambda: {c: [] for c in ARRIVAL_COLUMNS}
-    )
     evals: list[dict[str, float]] = field(default_factory=list)
+    _columns: dict[str, list[Any]] = field(
+        default_factory=lambda: {c: [] for c in ARRIVAL_COLUMNS}, repr=False
+    )
+    _rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+
+    @property
+    def arrivals(self) -> dict[str, list[Any]]:
+        """The arrival columns (lists), including the optional ones seen so far."""
+        if self._rows:
+            self._flush()
+        return self._columns
+
+    def _flush(self) -> None:
+        cols = self._columns
+        start = len(cols["time"])
+        nan = math.nan
+        for t, job, w, version, delay, app, disc, skip, info, ct in self._rows:
+            cols["time"].append(t)
+            cols["job"].append(job)
+            cols["worker"].append(w)
+            cols["version"].append(version)
+            cols["delay"].append(delay)
+            cols["applied"].append(app)
+            cols["discarded"].append(disc)
+            cols["skipped"].append(skip)
+            cols["pre_clip_norm"].append(info.get("pre_clip_norm", nan))
+            cols["clipped"].append(info.get("clipped", nan))
+            cols["stepsize"].append(info.get("stepsize", nan))
+            cols["compute_time"].append(ct)
+        for key in OPTIONAL_ARRIVAL_COLUMNS:
+            values = [row[8].get(key) for row in self._rows]
+            if key not in cols:
+                if all(v is None for v in values):
+                    continue
+                cols[key] = [nan] * start
+            cols[key].extend(nan if v is None else v for v in values)
+        self._rows.clear()
 
     def record_arrival(self, arrival: Arrival, version: int, reply: Reply) -> None:
         """Append the row of one arrival (``version``: server version before it)."""
-        if not self.keep_arrivals:
-            return
-        a = self.arrivals
-        info = reply.info
-        a["time"].append(arrival.time)
-        a["job"].append(arrival.job)
-        a["worker"].append(arrival.worker)
-        a["version"].append(version)
-        a["delay"].append(version - arrival.version)
-        a["applied"].append(reply.applied)
-        a["discarded"].append(reply.discarded)
-        a["skipped"].append(reply.skipped)
-        a["pre_clip_norm"].append(info.get("pre_clip_norm", math.nan))
-        a["clipped"].append(info.get("clipped", math.nan))
-        a["stepsize"].append(info.get("stepsize", math.nan))
-        a["compute_time"].append(arrival.compute_time)
-        for key in OPTIONAL_ARRIVAL_COLUMNS:
-            col = a.get(key)
-            value = info.get(key)
-            if col is None:
-                if value is None:
-                    continue
-                col = a[key] = [math.nan] * (len(a["time"]) - 1)
-            col.append(math.nan if value is None else value)
+        if self.keep_arrivals:
+            self._rows.append(
+                (
+                    arrival.time,
+                    arrival.job,
+                    arrival.worker,
+                    version,
+                    version - arrival.version,
+                    reply.applied,
+                    reply.discarded,
+                    reply.skipped,
+                    reply.info,
+                    arrival.compute_time,
+                )
+            )
 
     def record_eval(self, time: float, version: int, metrics: dict[str, float]) -> None:
         """Append one evaluation row."""

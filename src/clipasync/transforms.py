@@ -72,6 +72,13 @@ def grad_norm(g: Vector) -> float:
     return math.sqrt(float(np.dot(g, g)))
 
 
+def norm_in_context(g: Vector, ctx: UpdateContext) -> float:
+    """Return ‖g‖, reusing ``ctx.grad_norm`` when it was computed for this array."""
+    if ctx.normed is g and ctx.grad_norm is not None:
+        return ctx.grad_norm
+    return grad_norm(g)
+
+
 def clip_by_norm(max_norm: float | None) -> GradientTransform:
     """Clip a gradient to Euclidean norm at most ``max_norm``.
 
@@ -99,7 +106,7 @@ def clip_by_norm(max_norm: float | None) -> GradientTransform:
     level = math.inf if max_norm is None else float(max_norm)
 
     def update(g: Vector, state: None, ctx: UpdateContext) -> tuple[Vector, None, Info]:
-        norm = ctx.grad_norm if ctx.grad_norm is not None else grad_norm(g)
+        norm = norm_in_context(g, ctx)
         if norm <= level:
             return g, state, {"pre_clip_norm": norm, "clipped": 0.0}
         return g * (level / norm), state, {"pre_clip_norm": norm, "clipped": 1.0}
@@ -164,13 +171,15 @@ def scale_by_delay(
 def chain(*transforms: GradientTransform) -> GradientTransform:
     """Compose transforms left to right; info dicts are merged (later keys win).
 
-    ``ctx.grad_norm`` is forwarded only to the first transform, since later ones see
-    a different vector.
+    Every transform gets the same context; ``ctx.grad_norm`` is tied to the array
+    ``ctx.normed``, so a later transform that sees another vector recomputes its norm
+    (see :func:`norm_in_context`).
     """
     if not transforms:
         return identity()
     if len(transforms) == 1:
         return transforms[0]
+    updates = tuple(t.update for t in transforms)
 
     def init(params: Vector) -> tuple[TransformState, ...]:
         return tuple(t.init(params) for t in transforms)
@@ -180,15 +189,10 @@ def chain(*transforms: GradientTransform) -> GradientTransform:
     ) -> tuple[Vector, tuple[TransformState, ...], Info]:
         info: Info = {}
         new_states = []
-        for i, (t, s) in enumerate(zip(transforms, state, strict=True)):
-            c = ctx if i == 0 or ctx.grad_norm is None else _without_norm(ctx)
-            g, s, part = t.update(g, s, c)
+        for t_update, s in zip(updates, state, strict=True):
+            g, s, part = t_update(g, s, ctx)
             new_states.append(s)
             info.update(part)
         return g, tuple(new_states), info
 
     return GradientTransform(init, update)
-
-
-def _without_norm(ctx: UpdateContext) -> UpdateContext:
-    return UpdateContext(ctx.step, ctx.delay, ctx.worker, ctx.num_workers, None)

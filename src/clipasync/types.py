@@ -51,8 +51,11 @@ class UpdateContext:
         delay: Version at arrival minus version the gradient was computed at.
         worker: Worker that computed the gradient.
         num_workers: Number of workers n (the concurrency at full load).
-        grad_norm: ‖g‖ when the policy already computed it (saves a second pass
-            over a large vector), else ``None``.
+        grad_norm: ‖normed‖ when the caller already computed it (saves a second
+            pass over a large vector), else ``None``.
+        normed: The vector ``grad_norm`` is the norm of. A transform may use
+            ``grad_norm`` only for that very array (``g is ctx.normed``): in a
+            chain, later transforms see other vectors and recompute.
     """
 
     step: int
@@ -60,6 +63,7 @@ class UpdateContext:
     worker: int
     num_workers: int
     grad_norm: float | None = None
+    normed: Vector | None = None
 
 
 @dataclass(frozen=True, slots=True)

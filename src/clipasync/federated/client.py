@@ -117,7 +117,12 @@ def local_sgd_task(
         norm = grad_norm(delta)
         if math.isfinite(norm):
             ctx = UpdateContext(
-                step=0, delay=0, worker=worker, num_workers=1, grad_norm=norm
+                step=0,
+                delay=0,
+                worker=worker,
+                num_workers=1,
+                grad_norm=norm,
+                normed=delta,
             )
             delta, _, _ = clip.update(delta, None, ctx)
         # A non-finite delta passes through unchanged: the policy skips and counts it.

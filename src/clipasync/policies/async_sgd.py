@@ -109,7 +109,7 @@ class AsyncSGD:
                 arrival.worker, self._next_worker(state, arrival.worker)
             )
         ctx = UpdateContext(
-            state.version, delay, arrival.worker, state.num_workers, norm
+            state.version, delay, arrival.worker, state.num_workers, norm, g
         )
         u, ts, info = self.transform.update(g, state.transform_state, ctx)
         info.setdefault("pre_clip_norm", norm)

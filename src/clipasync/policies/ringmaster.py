@@ -109,7 +109,7 @@ class Ringmaster:
         if g is None:
             x, ts, info = state.x, state.transform_state, {}
         else:
-            ctx = UpdateContext(state.version, delay, w, state.num_workers, norm)
+            ctx = UpdateContext(state.version, delay, w, state.num_workers, norm, g)
             u, ts, info = self.transform.update(g, state.transform_state, ctx)
             info.setdefault("pre_clip_norm", norm if norm is not None else math.nan)
             x = state.x - u

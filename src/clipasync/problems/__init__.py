@@ -109,8 +109,9 @@ def _label_skew(partition: Any) -> Any:
 
 
 def _fashion_mnist_cnn(**kwargs: Any) -> Problem:
-    """Lazy registry entry for ``paper_tasks.fashion_mnist_cnn`` (Fashion-MNIST CNN).
+    """Fashion-MNIST with a small CNN (the paper's Figures 2 and 4, CPU-sized).
 
+    Lazy entry for :func:`clipasync.problems.paper_tasks.fashion_mnist_cnn`;
     ``partition`` may be a mapping ``{kind: dirichlet, alpha, min_size,
     num_workers}`` (Dirichlet label skew drawn from the problem's ``seed``).
     """
@@ -122,7 +123,10 @@ def _fashion_mnist_cnn(**kwargs: Any) -> Problem:
 
 
 def _kjv_char_lstm(**kwargs: Any) -> Problem:
-    """Lazy registry entry for ``paper_tasks.kjv_char_lstm`` (KJV character LSTM)."""
+    """King James Bible next-character LSTM (the paper's Figure 3, CPU-sized).
+
+    Lazy entry for :func:`clipasync.problems.paper_tasks.kjv_char_lstm`.
+    """
     from clipasync.problems.paper_tasks import kjv_char_lstm
 
     return kjv_char_lstm(**kwargs)
