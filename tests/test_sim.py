@@ -215,3 +215,27 @@ def test_stop_rule_needs_a_budget():
         StopRule()
     with pytest.raises(ConfigError, match="max_time must be positive"):
         StopRule(max_time=-1)
+
+
+class _BadStationary:
+    """A stationary model that draws a zero compute time for worker 1."""
+
+    num_workers = 2
+    stationary = True
+
+    def sample(self, worker, now, rng):
+        return float(self.sample_block(worker, rng, 1)[0])
+
+    def sample_block(self, worker, rng, size):
+        out = rng.exponential(1.0, size)
+        if worker == 1:
+            out[size // 2] = 0.0
+        return out
+
+    def mean_times(self):
+        return np.ones(2)
+
+
+def test_vectorised_path_rejects_non_positive_times():
+    with pytest.raises(ConfigError, match="positive and finite.*worker 1"):
+        simulate_timing(_BadStationary(), 1000)  # type: ignore[arg-type]

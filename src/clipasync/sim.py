@@ -347,13 +347,19 @@ def _simulate_renewal(
     while True:
         for w in range(n):
             f = finishes[w]
-            while f.size == 0 or f[-1] <= horizon:
+            last = float(f[-1]) if f.size else 0.0
+            if f.size and last > horizon:
+                continue
+            parts = [f]
+            while True:
                 block = sampler.take_block(w, check=False)  # checked below, at once
-                start = f[-1] if f.size else 0.0
                 # Sequential sums, exactly as the event loop adds t + τ.
-                sums = np.add.accumulate(np.concatenate(([start], block)))[1:]
-                f = np.concatenate((f, sums))
-            finishes[w] = f
+                sums = np.add.accumulate(np.concatenate(([last], block)))[1:]
+                parts.append(sums)
+                last = float(sums[-1])
+                if not last <= horizon:  # (NaN also ends the loop; checked below)
+                    break
+            finishes[w] = np.concatenate(parts)  # once per pass: no quadratic copy
         counts = np.array(
             [int(np.searchsorted(f, horizon, side="right")) for f in finishes]
         )
