@@ -237,5 +237,5 @@ class _BadStationary:
 
 
 def test_vectorised_path_rejects_non_positive_times():
-    with pytest.raises(ConfigError, match="positive and finite.*worker 1"):
+    with pytest.raises(ConfigError, match=r"positive and finite.*worker 1"):
         simulate_timing(_BadStationary(), 1000)  # type: ignore[arg-type]
