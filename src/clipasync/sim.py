@@ -183,7 +183,7 @@ class SimulatedPool:
     def __init__(self, timing: ComputeTimeModel, task: Task | None, seed: Seed) -> None:
         self.num_workers = timing.num_workers
         self._task = task
-        self._seed = seed
+        self._seed = root_sequence(seed)  # hashed once; per-worker streams derive
         self._sampler = TimeSampler(timing, seed)
         self._oracle_rngs: list[np.random.Generator | None] = [None] * self.num_workers
         self._heap: list[tuple[float, int, int]] = []
