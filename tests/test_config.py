@@ -101,6 +101,7 @@ def test_sweep_points() -> None:
         ("sweep", {"timing.slow_time": []}, "sweep.timing.slow_time", "empty grid"),
         ("stop", {"target": {"metric": "loss", "value": 1}}, "stop", "max_time"),
         ("workers", 0, "workers", "auto"),
+        ("methods.clipped.lr", [0.1], "methods.clipped", "not both"),
     ],
 )
 def test_bad_input_is_one_line_naming_the_field(

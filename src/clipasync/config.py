@@ -379,6 +379,13 @@ class MethodConfig(_Strict):
     client_max_norm: list[PositiveFloat | None] | None = None
     mixing: list[Annotated[float, Field(gt=0, le=1)]] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_stepsize_name(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "stepsize" in data and "lr" in data:
+            raise ValueError("give stepsize or its alias lr, not both")
+        return data
+
     @field_validator("stepsize", mode="before")
     @classmethod
     def _stepsize_grid(cls, v: Any) -> Any:
