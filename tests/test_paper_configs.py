@@ -121,6 +121,8 @@ def test_compare_cli(quick_report: Path, tmp_path: Path) -> None:
     out = quick_report
     table, path = compare_reports([out, out], tmp_path / "cmp")
     assert "paper 1.8×" in table and path is not None
+    header = table.splitlines()[0].split("|")
+    assert len(header) == len(set(header)) + 1  # no baseline column twice
     assert (tmp_path / "cmp" / "comparison.png").is_file()
     res = runner.invoke(app, ["compare", str(out), "--out", str(tmp_path / "c2")])
     assert res.exit_code == 0, res.output
