@@ -71,6 +71,15 @@ def _step(
     return state.x - u, ts, info
 
 
+def _initial_state(
+    transform: GradientTransform, x0: Vector, num_workers: int
+) -> BatchState:
+    """State at x_0 with an empty batch (shared by Rennala and SyncMinibatch)."""
+    if num_workers < 1:
+        raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
+    return BatchState(x0, 0, transform.init(x0), num_workers, None, 0)
+
+
 def _accumulate(total: Vector | None, g: Vector | None) -> Vector | None:
     if g is None:
         return None
@@ -104,9 +113,7 @@ class Rennala:
         self, x0: Vector, num_workers: int, rng: np.random.Generator
     ) -> BatchState:
         del rng
-        if num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
-        return BatchState(x0, 0, self.transform.init(x0), num_workers, None, 0)
+        return _initial_state(self.transform, x0, num_workers)
 
     def start(self, state: BatchState) -> tuple[int, ...]:
         return tuple(range(state.num_workers))
@@ -176,9 +183,7 @@ class SyncMinibatch:
         self, x0: Vector, num_workers: int, rng: np.random.Generator
     ) -> BatchState:
         del rng
-        if num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
-        return BatchState(x0, 0, self.transform.init(x0), num_workers, None, 0)
+        return _initial_state(self.transform, x0, num_workers)
 
     def start(self, state: BatchState) -> tuple[int, ...]:
         return tuple(range(state.num_workers))
