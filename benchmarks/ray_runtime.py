@@ -6,16 +6,24 @@ random float32 vector (so the runtime, not the maths, is measured), Algorithm 1
 
 * clipasync: ``engine.run`` + ``RayPool`` (policy in the driver);
 * Ray's parameter-server example, asynchronous variant: a parameter-server actor
-  owns the model and applies each gradient, workers pull its weights ref.
+  owns the model and applies each gradient, workers pull its weights ref;
+* Ray's floor: the same four actors answering empty calls (no model, no gradient)
+  after the same 50 ms: the rate no design with one actor call per job can beat on
+  this machine.
 
-Reported: applied updates per second, its ratio to the ideal Σ 1/τ_i = 80/s, and
+Each figure is the median over ``--repeats`` runs, clipasync and the parameter
+server alternating (after one warm-up run of each, so both meet an equally warm
+object store); the range is printed beside it. Reported: applied updates per second
+÷ the ideal Σ 1/τ_i = 80/s, the milliseconds lost per job (4/rate − 50 ms), and
 clipasync's rate over the parameter server's. Run:
 
-    .venv/bin/python benchmarks/ray_runtime.py
+    .venv/bin/python benchmarks/ray_runtime.py [--repeats 3]
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +60,7 @@ class FixedGradient:
         return task
 
 
-def bench_clipasync(dim: int) -> float:
+def bench_clipasync(dim: int, warmup_only: bool = False) -> float:
     pool = RayPool(
         FixedGradient(dim),
         timing=FixedTimes((1.0,) * NUM_WORKERS),
@@ -62,7 +70,7 @@ def bench_clipasync(dim: int) -> float:
     x0 = np.zeros(dim, dtype=np.float32)
     policy = AsyncSGD(scale(1e-4))
     try:
-        n = UPDATES[dim]
+        n = WARMUP if warmup_only else UPDATES[dim]
         res = run(
             policy,
             pool,
@@ -76,7 +84,7 @@ def bench_clipasync(dim: int) -> float:
         pool.close()
 
 
-def bench_parameter_server(dim: int) -> float:
+def bench_parameter_server(dim: int, warmup_only: bool = False) -> float:
     import ray
 
     @ray.remote(num_cpus=0)
@@ -105,7 +113,7 @@ def bench_parameter_server(dim: int) -> float:
     weights = ps.get_weights.remote()
     ray.get(weights)
     grads = {w.compute_gradients.remote(weights): w for w in workers}
-    n = UPDATES[dim]
+    n = WARMUP if warmup_only else UPDATES[dim]
     stamps = []
     for _ in range(n + WARMUP):
         ready, _ = ray.wait(list(grads), num_returns=1)
@@ -120,22 +128,72 @@ def bench_parameter_server(dim: int) -> float:
     return rate
 
 
+def bench_floor(updates: int = 300) -> float:
+    """Rate of empty actor calls that each take the injected 50 ms."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Sleeper:
+        def run(self) -> None:
+            time.sleep(TAU_S)
+
+    actors = [Sleeper.remote() for _ in range(NUM_WORKERS)]  # type: ignore[attr-defined]
+    ray.get([a.run.remote() for a in actors])
+    pending = {a.run.remote(): a for a in actors}
+    stamps = []
+    for _ in range(updates + WARMUP):
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        actor = pending.pop(ready[0])
+        ray.get(ready[0])
+        pending[actor.run.remote()] = actor
+        stamps.append(time.perf_counter())
+    for a in actors:
+        ray.kill(a)
+    return updates / (stamps[-1] - stamps[WARMUP - 1])
+
+
+def lost_ms(rate: float) -> float:
+    """Milliseconds each job takes beyond its 50 ms at this update rate."""
+    return (NUM_WORKERS / rate - TAU_S) * 1000.0
+
+
+def spread(rates: list[float]) -> str:
+    """``median ÷ ideal [min–max]``."""
+    r = sorted(x / IDEAL for x in rates)
+    return f"{statistics.median(r):.2f} [{r[0]:.2f}–{r[-1]:.2f}]"
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure")
+    args = parser.parse_args()
     start_ray()
     print(
         f"{NUM_WORKERS} workers, injected {TAU_S * 1000:.0f} ms per job; "
-        f"ideal Σ1/τ_i = {IDEAL:.0f} updates/s"
+        f"ideal Σ1/τ_i = {IDEAL:.0f} updates/s; median [range] of {args.repeats} runs"
+    )
+    floor = [bench_floor() for _ in range(args.repeats)]
+    med = statistics.median(floor)
+    print(
+        f"Ray floor (empty calls): {med:.1f}/s = {spread(floor)} of ideal, "
+        f"{lost_ms(med):.1f} ms lost per job"
     )
     print(
-        f"{'params':>10} {'clipasync/s':>12} {'÷ ideal':>8} {'param-server/s':>15} "
-        f"{'÷ ideal':>8} {'clipasync ÷ PS':>15}"
+        f"{'params':>8} {'clipasync/s':>12} {'÷ ideal':>17} {'ms lost':>8} "
+        f"{'param-server/s':>15} {'÷ ideal':>17} {'clipasync ÷ PS':>15}"
     )
     for dim in SIZES:
-        ours = bench_clipasync(dim)
-        ps = bench_parameter_server(dim)
+        bench_clipasync(dim, warmup_only=True)
+        bench_parameter_server(dim, warmup_only=True)
+        ours: list[float] = []
+        ps: list[float] = []
+        for _ in range(args.repeats):
+            ours.append(bench_clipasync(dim))
+            ps.append(bench_parameter_server(dim))
+        o, p = statistics.median(ours), statistics.median(ps)
         print(
-            f"{dim:>10.0e} {ours:>12.1f} {ours / IDEAL:>8.2f} {ps:>15.1f} "
-            f"{ps / IDEAL:>8.2f} {ours / ps:>15.2f}",
+            f"{dim:>8.0e} {o:>12.1f} {spread(ours):>17} {lost_ms(o):>8.1f} "
+            f"{p:>15.1f} {spread(ps):>17} {o / p:>15.2f}",
             flush=True,
         )
 

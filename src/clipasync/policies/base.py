@@ -31,7 +31,10 @@ S = TypeVar("S")
 class ServerPolicy(Protocol[S]):
     """A server rule of an asynchronous method (see DESIGN.md §3)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """Label used in reports (policies are frozen dataclasses: read-only)."""
+        ...
 
     def init(self, x0: Vector, num_workers: int, rng: np.random.Generator) -> S:
         """Return the initial state; ``rng`` drives any random choice of the policy."""
