@@ -14,13 +14,25 @@ Sized so that one forward+backward takes milliseconds on a CPU core, which keeps
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clipasync.errors import ConfigError
+
+
+def seeded(seed: int, build: Callable[[], nn.Module]) -> nn.Module:
+    """Return ``build()`` with its initial weights drawn from ``seed`` only.
+
+    Torch's global random state is left as it was: the CPU generator is forked and
+    reseeded through ``torch.default_generator`` (``torch.manual_seed`` would also
+    reseed every CUDA generator, which ``fork_rng(devices=[])`` does not restore).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        return build()
 
 
 class SmallCNN(nn.Module):

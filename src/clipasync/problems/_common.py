@@ -1,4 +1,4 @@
-"""Validation and sampling helpers shared by the concrete problems.
+"""Validation, sampling and accessor helpers shared by the concrete problems.
 
 Kept private: the public surface is the problem classes. Every check raises
 :class:`~clipasync.errors.ConfigError` with a one-line message that names the field.
@@ -13,9 +13,39 @@ import numpy as np
 import numpy.typing as npt
 
 from clipasync.errors import ConfigError
+from clipasync.types import Vector
 
 #: Integer index array (rows of a data matrix).
 Indices = npt.NDArray[np.intp]
+
+
+class ShardsAndStartMixin:
+    """The ``num_shards``, ``partition`` and ``initial_point`` members of a problem.
+
+    Every concrete problem stores its validated shards and its starting point the
+    same way, so the three read-only accessors live here once. A subclass must set
+    ``_shards`` (the result of :func:`check_partition`) and ``_x0`` (a read-only
+    x_0, see :func:`freeze`) in its constructor; what x_0 is stays documented on the
+    subclass.
+    """
+
+    _shards: tuple[Indices, ...] | None
+    _x0: Vector
+
+    @property
+    def num_shards(self) -> int | None:
+        """Number of per-worker shards, or ``None`` when not partitioned."""
+        return None if self._shards is None else len(self._shards)
+
+    @property
+    def partition(self) -> tuple[Indices, ...] | None:
+        """The per-worker shards (read-only training-row index arrays), if any."""
+        return self._shards
+
+    def initial_point(self) -> Vector:
+        """Return x_0 as a fresh, writable copy of the stored read-only array."""
+        # A copy, so that an algorithm updating x in place never alters x_0.
+        return self._x0.copy()
 
 
 def check_positive_int(name: str, value: object) -> int:

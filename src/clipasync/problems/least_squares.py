@@ -24,6 +24,7 @@ import numpy.typing as npt
 from clipasync.errors import ConfigError
 from clipasync.problems._common import (
     Indices,
+    ShardsAndStartMixin,
     check_batch_size,
     check_nonnegative_float,
     check_partition,
@@ -36,7 +37,7 @@ from clipasync.types import Vector
 _F64 = npt.NDArray[np.float64]
 
 
-class LeastSquares:
+class LeastSquares(ShardsAndStartMixin):
     """Least squares f(x) = (1/2N)||Ax − b||² on a seeded random design.
 
     Gradients:
@@ -61,6 +62,8 @@ class LeastSquares:
     minimum-norm minimiser A⁺b even for a rank-deficient A): it is accurate down to
     round-off in x − x* instead of suffering the cancellation of f(x) − f* near
     the optimum.
+
+    ``initial_point()`` is x_0 = 0.
 
     Args:
         num_samples: Number of rows N.
@@ -174,20 +177,6 @@ class LeastSquares:
         self.f_star = self.loss(x_star)
         self._shards: tuple[Indices, ...] | None = check_partition(partition, n)
         self._x0: _F64 = freeze(np.zeros(d))
-
-    @property
-    def num_shards(self) -> int | None:
-        """Number of per-worker shards, or ``None`` when not partitioned."""
-        return None if self._shards is None else len(self._shards)
-
-    @property
-    def partition(self) -> tuple[Indices, ...] | None:
-        """The per-worker shards (read-only index arrays), if any."""
-        return self._shards
-
-    def initial_point(self) -> Vector:
-        """Return x_0 = 0 (a fresh array each call)."""
-        return self._x0.copy()
 
     def loss(self, x: npt.ArrayLike) -> float:
         """Return f(x) = (1/2N)||Ax − b||² (residual form, O(Nd))."""

@@ -55,6 +55,7 @@ import numpy.typing as npt
 from clipasync.errors import ConfigError
 from clipasync.problems._common import (
     Indices,
+    ShardsAndStartMixin,
     check_batch_size,
     check_nonnegative_float,
     check_partition,
@@ -136,7 +137,7 @@ DATASETS: dict[str, Callable[[], tuple[_F64, _Int]]] = {
 }
 
 
-class LogisticRegression:
+class LogisticRegression(ShardsAndStartMixin):
     """Multinomial logistic regression (binary when K = 2) with an L2 penalty.
 
     See the module docstring for the objective and gradient. The data are split
@@ -146,7 +147,7 @@ class LogisticRegression:
     appended. The parameter vector is W flattened row-major (p × (K−1)).
 
     Minibatches are drawn uniformly with replacement (``rng.integers``) unless
-    ``replace=False``; either way E[g_B] = ∇f.
+    ``replace=False``; either way E[g_B] = ∇f. ``initial_point()`` is W = 0.
 
     Args:
         dataset: One of :data:`DATASETS`.
@@ -248,20 +249,6 @@ class LogisticRegression:
         )
         self._shards = check_partition(partition, self.num_samples)
         self._x0: _F64 = freeze(np.zeros(self.dim))
-
-    @property
-    def num_shards(self) -> int | None:
-        """Number of per-worker shards, or ``None`` when not partitioned."""
-        return None if self._shards is None else len(self._shards)
-
-    @property
-    def partition(self) -> tuple[Indices, ...] | None:
-        """The per-worker shards (read-only training-row index arrays), if any."""
-        return self._shards
-
-    def initial_point(self) -> Vector:
-        """Return x_0 = 0 (a fresh array each call)."""
-        return self._x0.copy()
 
     def _weights(self, x: npt.ArrayLike) -> _F64:
         w = np.asarray(x, dtype=np.float64)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from clipasync.errors import ConfigError
+from clipasync.models import seeded
 from clipasync.problems._common import check_positive_int
 from clipasync.problems.torch_adaptor import TorchProblem
 
@@ -139,9 +140,7 @@ def mnist1d_mlp(
     if n < 2 * NUM_CLASSES:
         raise ConfigError(f"num_samples must be at least {2 * NUM_CLASSES}, got {n}")
     x_tr, y_tr, x_te, y_te = mnist1d_arrays(n, data_seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
-        model = mlp(SIGNAL_LENGTH, hidden, NUM_CLASSES, depth)
+    model = seeded(seed, lambda: mlp(SIGNAL_LENGTH, hidden, NUM_CLASSES, depth))
     # torch.tensor copies: the cached numpy arrays stay read-only and shared.
     return TorchProblem(
         model,

@@ -30,7 +30,7 @@ from clipasync.datasets.fashion_mnist import (
 )
 from clipasync.datasets.text import load_kjv_char_data, partition_by_book
 from clipasync.errors import ConfigError
-from clipasync.models import CharLSTM, SmallCNN, token_cross_entropy
+from clipasync.models import CharLSTM, SmallCNN, seeded, token_cross_entropy
 
 if TYPE_CHECKING:
     from clipasync.problems.torch_adaptor import TorchProblem
@@ -53,9 +53,7 @@ class LabelSkew:
 
 def _build_model(factory: type[nn.Module], seed: int, **kwargs: object) -> nn.Module:
     """Instantiate ``factory(**kwargs)`` with weights drawn from ``seed`` only."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return factory(**kwargs)
+    return seeded(seed, lambda: factory(**kwargs))
 
 
 def _tensors(

@@ -38,6 +38,7 @@ from torch.nn.utils import vector_to_parameters
 from clipasync.errors import ConfigError
 from clipasync.problems._common import (
     Indices,
+    ShardsAndStartMixin,
     check_batch_size,
     check_partition,
     check_positive_int,
@@ -79,7 +80,7 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return dev
 
 
-class TorchProblem:
+class TorchProblem(ShardsAndStartMixin):
     """A PyTorch model as a flat-vector :class:`Problem`.
 
     With per-sample loss ℓ(θ; ξ) and training set {ξ_1..ξ_N}:
@@ -109,9 +110,10 @@ class TorchProblem:
         ``track_running_stats=False``; a warning is raised for such modules.
 
     Args:
-        model: The module (float32 parameters); its current parameters define
-            ``initial_point()``. The problem takes over the parameters' storage:
-            after any oracle call they are views of the last x.
+        model: The module (float32 parameters); its current parameters, flattened
+            in ``parameters()`` order, define ``initial_point()``. The problem
+            takes over the parameters' storage: after any oracle call they are
+            views of the last x.
         loss_fn: ``loss_fn(model(inputs), targets) -> scalar mean loss``.
         train_data: ``(inputs, targets)`` tensors with equal first dimension.
         test_data: Optional held-out ``(inputs, targets)``.
@@ -308,20 +310,7 @@ class TorchProblem:
         return total, grad, acc
 
     # ------------------------------------------------------------------ Problem
-
-    @property
-    def num_shards(self) -> int | None:
-        """Number of per-worker shards, or ``None`` when not partitioned."""
-        return None if self._shards is None else len(self._shards)
-
-    @property
-    def partition(self) -> tuple[Indices, ...] | None:
-        """The per-worker shards (read-only training-row index arrays), if any."""
-        return self._shards
-
-    def initial_point(self) -> Vector:
-        """Return the model's parameters at construction, flat float32 (a copy)."""
-        return self._x0.copy()
+    # (num_shards, partition and initial_point come from ShardsAndStartMixin.)
 
     def loss(self, x: npt.ArrayLike) -> float:
         """Return f(x) over the full training set (eval mode; O(N) forwards)."""
