@@ -26,7 +26,7 @@ from clipasync.runtime.driver import checkpoint_streams, run_resumable
 from clipasync.sim import SimulatedPool
 from clipasync.timing import FixedTimes
 from clipasync.transforms import chain, clip_by_norm, scale, scale_by_delay
-from tests.conftest import noisy_quadratic_grad
+from tests.conftest import noisy_quadratic_grad, run_resumable_and_close
 
 POLICIES = {
     "clipped": AsyncSGD(chain(clip_by_norm(1.0), scale(0.1)), assign="random"),
@@ -148,96 +148,60 @@ def test_resume_on_the_simulator_continues_versions_and_records(tmp_path):
     policy = POLICIES["clipped"]
     stop = StopRule(max_updates=40)
 
-    def pool():
-        return SimulatedPool(timing, noisy_quadratic_grad, 4)
+    def drive(policy, stop, seed, **kw):
+        # Each call is a new driver process: a fresh pool, same checkpoint dir.
+        return run_resumable(
+            policy,
+            SimulatedPool(timing, noisy_quadratic_grad, 4),
+            np.ones(4),
+            stop=stop,
+            rng=np.random.default_rng(seed),
+            checkpoint_dir=tmp_path,
+            checkpoint_every=10,
+            **kw,
+        )
 
     # A first driver checkpoints every 10 updates and "dies" after 25 updates.
-    part = run_resumable(
-        policy,
-        pool(),
-        np.ones(4),
-        stop=StopRule(max_updates=25),
-        rng=np.random.default_rng(0),
-        checkpoint_dir=tmp_path,
-        checkpoint_every=10,
-        config={"name": "demo"},
-    )
+    part = drive(policy, StopRule(max_updates=25), 0, config={"name": "demo"})
     assert part.version == 25
     ck = load_checkpoint(tmp_path)
     assert ck.version == 25 and ck.config == {"name": "demo"}
-    res = run_resumable(
-        policy,
-        pool(),
-        np.ones(4),
-        stop=stop,
-        rng=np.random.default_rng(99),
-        checkpoint_dir=tmp_path,
-        checkpoint_every=10,
-        resume=True,
-    )
+    # A different rng seed on resume: the policy's stream comes from the checkpoint.
+    res = drive(policy, stop, 99, resume=True)
     assert res.version == 40 and res.counts["applied"] == 40
     rows = res.recorder.arrival_arrays()
     assert rows["version"].tolist() == list(range(40))  # versions continue
     assert np.all(np.diff(rows["time"]) >= 0)
     assert len(set(rows["job"].tolist())) == 40  # job ids continue
     # Resuming a finished run returns at once.
-    again = run_resumable(
-        policy,
-        pool(),
-        np.ones(4),
-        stop=stop,
-        rng=np.random.default_rng(0),
-        checkpoint_dir=tmp_path,
-        checkpoint_every=10,
-        resume=True,
-    )
+    again = drive(policy, stop, 0, resume=True)
     assert again.version == 40
     np.testing.assert_array_equal(again.params, res.params)
     with pytest.raises(ConfigError, match="policy"):
-        run_resumable(
-            POLICIES["delay"],
-            pool(),
-            np.ones(4),
-            stop=stop,
-            rng=np.random.default_rng(0),
-            checkpoint_dir=tmp_path,
-            checkpoint_every=10,
-            resume=True,
-        )
+        drive(POLICIES["delay"], stop, 0, resume=True)
 
 
 def test_resume_with_local_pool_streams(tmp_path):
     policy = POLICIES["minibatch"]
     kw = dict(timing=FixedTimes((1.0, 2.0)), time_unit_s=0.002, seed=3)
-    pool = LocalPool(noisy_quadratic_grad, **kw)
-    try:
-        run_resumable(
-            policy,
-            pool,
-            np.ones(2),
-            stop=StopRule(max_updates=6),
-            rng=np.random.default_rng(0),
-            checkpoint_dir=tmp_path,
-            checkpoint_every=2,
-        )
-    finally:
-        pool.close()
+    ck = dict(checkpoint_dir=tmp_path, checkpoint_every=2)
+    run_resumable_and_close(
+        LocalPool(noisy_quadratic_grad, **kw),
+        policy,
+        np.ones(2),
+        StopRule(max_updates=6),
+        **ck,
+    )
     streams = checkpoint_streams(tmp_path)
     assert streams is not None and len(streams) == 2
-    pool = LocalPool(noisy_quadratic_grad, streams=streams, **kw)
-    try:
-        res = run_resumable(
-            policy,
-            pool,
-            np.ones(2),
-            stop=StopRule(max_updates=12),
-            rng=np.random.default_rng(0),
-            checkpoint_dir=tmp_path,
-            checkpoint_every=2,
-            resume=True,
-        )
-    finally:
-        pool.close()
+    res = run_resumable_and_close(
+        LocalPool(noisy_quadratic_grad, streams=streams, **kw),
+        policy,
+        np.ones(2),
+        StopRule(max_updates=12),
+        resume=True,
+        **ck,
+    )
     assert res.version == 12
 
 

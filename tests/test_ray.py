@@ -15,9 +15,10 @@ from clipasync.engine import StopRule, run  # noqa: E402
 from clipasync.errors import ConfigError  # noqa: E402
 from clipasync.policies import AsyncSGD, Rennala, Ringmaster, SyncMinibatch  # noqa: E402
 from clipasync.runtime import ProblemTask, RayPool, start_ray  # noqa: E402
-from clipasync.runtime.driver import checkpoint_streams, run_resumable  # noqa: E402
+from clipasync.runtime.driver import checkpoint_streams  # noqa: E402
 from clipasync.timing import FixedTimes  # noqa: E402
 from clipasync.transforms import chain, clip_by_norm, scale  # noqa: E402
+from tests.conftest import run_and_close, run_resumable_and_close  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
@@ -48,17 +49,7 @@ def _pool(**kw):
     ids=lambda p: p.name,
 )
 def test_every_policy_runs_on_ray(policy):
-    pool = _pool()
-    try:
-        res = run(
-            policy,
-            pool,
-            np.zeros(8),
-            stop=StopRule(max_updates=8),
-            rng=np.random.default_rng(0),
-        )
-    finally:
-        pool.close()
+    res = run_and_close(_pool(), policy, np.zeros(8), StopRule(max_updates=8))
     assert res.version == 8
     rows = res.recorder.arrival_arrays()
     assert len(set(rows["job"].tolist())) == len(rows["job"])  # never applied twice
@@ -92,34 +83,20 @@ def test_killed_worker_is_replaced_and_the_run_completes():
 
 def test_resumed_run_continues_from_the_checkpoint(tmp_path):
     policy = AsyncSGD(chain(clip_by_norm(1.0), scale(0.5)))
-    pool = _pool()
-    try:  # the first driver stops (as if killed) after 12 updates
-        run_resumable(
-            policy,
-            pool,
-            np.zeros(8),
-            stop=StopRule(max_updates=12),
-            rng=np.random.default_rng(0),
-            checkpoint_dir=tmp_path,
-            checkpoint_every=5,
-        )
-    finally:
-        pool.close()
+    ck = dict(checkpoint_dir=tmp_path, checkpoint_every=5)
+    # The first driver stops (as if killed) after 12 updates.
+    run_resumable_and_close(
+        _pool(), policy, np.zeros(8), StopRule(max_updates=12), **ck
+    )
     assert load_checkpoint(tmp_path).version == 12
-    pool = _pool(streams=checkpoint_streams(tmp_path))
-    try:
-        res = run_resumable(
-            policy,
-            pool,
-            np.zeros(8),
-            stop=StopRule(max_updates=25),
-            rng=np.random.default_rng(0),
-            checkpoint_dir=tmp_path,
-            checkpoint_every=5,
-            resume=True,
-        )
-    finally:
-        pool.close()
+    res = run_resumable_and_close(
+        _pool(streams=checkpoint_streams(tmp_path)),
+        policy,
+        np.zeros(8),
+        StopRule(max_updates=25),
+        resume=True,
+        **ck,
+    )
     assert res.version == 25
     rows = res.recorder.arrival_arrays()
     assert rows["version"].tolist() == list(range(25))
@@ -134,16 +111,9 @@ def test_no_injected_time_and_start_ray_is_idempotent():
     start_ray()  # already initialised: no-op
     pool = RayPool(TASK, num_workers=2, seed=1)
     t0 = time.perf_counter()
-    try:
-        res = run(
-            AsyncSGD(scale(0.5)),
-            pool,
-            np.zeros(8),
-            stop=StopRule(max_updates=20),
-            rng=np.random.default_rng(0),
-        )
-    finally:
-        pool.close()
+    res = run_and_close(
+        pool, AsyncSGD(scale(0.5)), np.zeros(8), StopRule(max_updates=20)
+    )
     assert res.version == 20
     assert time.perf_counter() - t0 < 10
 

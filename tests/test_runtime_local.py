@@ -21,7 +21,7 @@ from clipasync.runtime import LocalPool
 from clipasync.sim import SimulatedPool
 from clipasync.timing import TraceTimes
 from clipasync.transforms import chain, clip_by_norm, scale, scale_by_delay
-from tests.conftest import noisy_quadratic_grad
+from tests.conftest import noisy_quadratic_grad, run_and_close
 
 UNIT_S = 0.001  # one trace unit = 1 ms: jobs take 40–120 ms
 MIN_GAP = 16.0  # ms between any two events of the simulated schedule
@@ -93,17 +93,13 @@ def _scripted(name: str) -> tuple[TraceTimes, int]:
 
 
 def _real(name: str, timing: TraceTimes, seed: int) -> Any:
-    pool = LocalPool(noisy_quadratic_grad, timing=timing, time_unit_s=UNIT_S, seed=seed)
-    try:
-        return run(
-            POLICIES[name](),
-            pool,
-            np.ones(2),
-            stop=StopRule(max_arrivals=ARRIVALS),
-            rng=np.random.default_rng(seed),
-        )
-    finally:
-        pool.close()
+    return run_and_close(
+        LocalPool(noisy_quadratic_grad, timing=timing, time_unit_s=UNIT_S, seed=seed),
+        POLICIES[name](),
+        np.ones(2),
+        StopRule(max_arrivals=ARRIVALS),
+        seed=seed,
+    )
 
 
 @pytest.mark.parametrize("name", list(POLICIES))
@@ -129,29 +125,15 @@ def test_local_pool_matches_simulator_bit_for_bit(name):
 
 def test_local_pool_without_timing_and_exhaustion():
     pool = LocalPool(noisy_quadratic_grad, num_workers=2, seed=1)
-    try:
-        res = run(
-            AsyncSGD(scale(0.1)),
-            pool,
-            np.ones(3),
-            stop=StopRule(max_updates=50),
-            rng=np.random.default_rng(0),
-        )
-    finally:
-        pool.close()
+    res = run_and_close(
+        pool, AsyncSGD(scale(0.1)), np.ones(3), StopRule(max_updates=50)
+    )
     assert res.version == 50
     trace = TraceTimes(((1.0, 1.0), (1.0,)))
     pool = LocalPool(noisy_quadratic_grad, timing=trace, time_unit_s=0.001, seed=1)
-    try:
-        res = run(
-            AsyncSGD(scale(0.1)),
-            pool,
-            np.ones(3),
-            stop=StopRule(max_updates=50),
-            rng=np.random.default_rng(0),
-        )
-    finally:
-        pool.close()
+    res = run_and_close(
+        pool, AsyncSGD(scale(0.1)), np.ones(3), StopRule(max_updates=50)
+    )
     assert res.stop_reason == "exhausted"
     assert res.version == 3
 
@@ -179,16 +161,9 @@ def test_trace_export_replays_and_compares(tmp_path):
 
     timing = FixedTimes((20.0, 40.0))
     pool = LocalPool(noisy_quadratic_grad, timing=timing, time_unit_s=0.001, seed=0)
-    try:
-        res = run(
-            AsyncSGD(scale(0.1)),
-            pool,
-            np.ones(2),
-            stop=StopRule(max_updates=15),
-            rng=np.random.default_rng(0),
-        )
-    finally:
-        pool.close()
+    res = run_and_close(
+        pool, AsyncSGD(scale(0.1)), np.ones(2), StopRule(max_updates=15)
+    )
     path = write_trace(res.recorder, tmp_path / "trace.csv", time_unit_s=0.001)
     trace = TraceTimes.from_csv(path)
     assert trace.num_workers == 2

@@ -28,6 +28,16 @@ from rich.console import Console
 from rich.table import Table
 
 from clipasync.cli_diagnostics import hp_cmd, noise_cmd, theory_cmd
+from clipasync.cli_options import (
+    EventsOpt,
+    MeanOpt,
+    NumFastOpt,
+    NumSlowOpt,
+    NumWorkersOpt,
+    SeedOpt,
+    SlowTimeOpt,
+    timing_from_options,
+)
 from clipasync.errors import ClipasyncError, ConfigError
 
 app = typer.Typer(
@@ -266,22 +276,20 @@ def timing_cmd(
     kind: Annotated[str, typer.Option(help="Timing kind (see `clipasync list`).")] = (
         "two_speed"
     ),
-    num_fast: Annotated[int, typer.Option(help="two_speed: fast workers.")] = 8,
-    num_slow: Annotated[int, typer.Option(help="two_speed: slow workers.")] = 8,
-    slow_time: Annotated[float, typer.Option(help="two_speed: slow time D.")] = 4.0,
-    num_workers: Annotated[
-        int, typer.Option(help="sqrt/exponential/...: workers.")
-    ] = 16,
-    mean: Annotated[float, typer.Option(help="Random kinds: mean time.")] = 1.0,
-    events: Annotated[int, typer.Option(help="Updates to simulate.", min=1)] = 100_000,
-    seed: Annotated[int, typer.Option(help="Seed.", min=0)] = 0,
+    num_fast: NumFastOpt = 8,
+    num_slow: NumSlowOpt = 8,
+    slow_time: SlowTimeOpt = 4.0,
+    num_workers: NumWorkersOpt = 16,
+    mean: MeanOpt = 1.0,
+    events: EventsOpt = 100_000,
+    seed: SeedOpt = 0,
 ) -> None:
     """Simulate a timing model without gradients: update rate and delay quantiles.
 
     Algorithm 1 (every worker busy, re-dispatched on return); 10^5 events take well
     under a second.
     """
-    from clipasync.config import TimingConfig, load_config
+    from clipasync.config import load_config
     from clipasync.experiment import build_timing
     from clipasync.sim import simulate_timing
 
@@ -295,24 +303,14 @@ def timing_cmd(
                 label = ", ".join(f"{k}={v}" for k, v in point.items()) or cfg.name
                 out.append((label, t))
             return out
-        raw: dict[str, Any] = {"kind": kind}
-        if kind == "two_speed":
-            raw.update(num_fast=num_fast, num_slow=num_slow, slow_time=slow_time)
-        elif kind == "sqrt":
-            raw.update(num_workers=num_workers)
-        elif kind != "fixed" and kind != "trace":
-            raw.update(mean=mean, num_workers=num_workers)
-        from pydantic import ValidationError
-
-        from clipasync.config import one_line
-        from clipasync.errors import ConfigError
-
-        try:
-            t = TimingConfig.model_validate(raw).model_dump(
-                mode="json", exclude_none=True
-            )
-        except ValidationError as exc:
-            raise ConfigError(one_line(exc).replace("at ", "at timing.", 1)) from None
+        t = timing_from_options(
+            kind,
+            num_fast=num_fast,
+            num_slow=num_slow,
+            slow_time=slow_time,
+            num_workers=num_workers,
+            mean=mean,
+        )
         return [(kind, t)]
 
     def go() -> Table:

@@ -18,9 +18,20 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
+
+from clipasync.cli_options import (
+    EventsOpt,
+    MeanOpt,
+    NumFastOpt,
+    NumSlowOpt,
+    NumWorkersOpt,
+    SeedOpt,
+    SlowTimeOpt,
+    timing_from_options,
+)
 
 T = TypeVar("T")
 
@@ -117,15 +128,13 @@ def theory_cmd(
     timing_kind: Annotated[
         str, typer.Option(help="Timing kind (without --config).")
     ] = "two_speed",
-    num_fast: Annotated[int, typer.Option(help="two_speed: fast workers.")] = 8,
-    num_slow: Annotated[int, typer.Option(help="two_speed: slow workers.")] = 8,
-    slow_time: Annotated[float, typer.Option(help="two_speed: slow time D.")] = 4.0,
-    num_workers: Annotated[
-        int, typer.Option(help="sqrt/exponential/...: workers.")
-    ] = 16,
-    mean: Annotated[float, typer.Option(help="Random kinds: mean time.")] = 1.0,
-    events: Annotated[int, typer.Option(help="Updates to simulate.", min=1)] = 100_000,
-    seed: Annotated[int, typer.Option(help="Seed.", min=0)] = 0,
+    num_fast: NumFastOpt = 8,
+    num_slow: NumSlowOpt = 8,
+    slow_time: SlowTimeOpt = 4.0,
+    num_workers: NumWorkersOpt = 16,
+    mean: MeanOpt = 1.0,
+    events: EventsOpt = 100_000,
+    seed: SeedOpt = 0,
 ) -> None:
     """Theory calculator: clipped-ASGD stepsize and max_norm, predicted updates,
     optimal time, and the timing model's simulated update rate and delays.
@@ -133,7 +142,7 @@ def theory_cmd(
     Constants not given default to 1 (zeta to 0) unless --estimate reads them off
     the config's problem; the table says where each came from.
     """
-    from clipasync.config import TimingConfig, load_config, one_line
+    from clipasync.config import load_config
     from clipasync.errors import ConfigError
     from clipasync.experiment import build_timing
     from clipasync.theory_cli import (
@@ -153,23 +162,14 @@ def theory_cmd(
         else:
             if estimate:
                 raise ConfigError("--estimate needs --config CONFIG")
-            raw: dict[str, Any] = {"kind": timing_kind}
-            if timing_kind == "two_speed":
-                raw.update(num_fast=num_fast, num_slow=num_slow, slow_time=slow_time)
-            elif timing_kind == "sqrt":
-                raw.update(num_workers=num_workers)
-            elif timing_kind not in ("fixed", "trace"):
-                raw.update(mean=mean, num_workers=num_workers)
-            from pydantic import ValidationError
-
-            try:
-                timing = TimingConfig.model_validate(raw).model_dump(
-                    mode="json", exclude_none=True
-                )
-            except ValidationError as exc:
-                raise ConfigError(
-                    one_line(exc).replace("at ", "at timing.", 1)
-                ) from None
+            timing = timing_from_options(
+                timing_kind,
+                num_fast=num_fast,
+                num_slow=num_slow,
+                slow_time=slow_time,
+                num_workers=num_workers,
+                mean=mean,
+            )
         constants = resolve_constants(
             {"L": L, "delta": delta, "sigma": sigma, "theta": theta, "zeta": zeta},
             config=cfg,
