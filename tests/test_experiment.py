@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from clipasync import experiment
 from clipasync.config import ExperimentConfig, load_config
-from clipasync.experiment import RunSpec, build_policy, expand, run_experiment
-from clipasync.io import atomic_dir, read_json, write_csv_atomic
+from clipasync.errors import ConfigError
+from clipasync.experiment import (
+    ARRIVALS_FILE,
+    LEGACY_ARRIVALS_FILE,
+    RunSpec,
+    arrivals_path,
+    build_policy,
+    execute,
+    expand,
+    run_experiment,
+    save_run,
+)
+from clipasync.io import atomic_dir, read_columns, read_json, write_csv_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "experiments" / "quick.yaml"
@@ -100,7 +113,7 @@ def test_end_to_end_and_resume(
     (victim / "summary.json").unlink()
     leftover = out / "runs" / ".tmp-killed-run"
     leftover.mkdir()
-    (leftover / "arrivals.csv").write_text("time\n1.0\n")
+    write_csv_atomic(leftover / ARRIVALS_FILE, {"time": [1.0]})
     run_experiment(quick, out, progress=False, workers=1)
     assert calls == [victim.name]
     assert (victim / "summary.json").is_file()
@@ -121,7 +134,7 @@ def test_parallel_matches_in_process(tmp_path: Path) -> None:
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path: Path) -> None:
     dest = tmp_path / "run"
     with pytest.raises(RuntimeError), atomic_dir(dest) as tmp:
-        write_csv_atomic(tmp / "arrivals.csv", {"time": [1.0, 2.0]})
+        write_csv_atomic(tmp / ARRIVALS_FILE, {"time": [1.0, 2.0]})
         raise RuntimeError("killed")
     assert not dest.exists()
     assert list(tmp_path.iterdir()) == []
@@ -133,7 +146,53 @@ def test_record_arrivals_false(tmp_path: Path) -> None:
     )
     out = run_experiment(cfg, tmp_path / "r", progress=False, workers=1)
     runs = list((out / "runs").iterdir())
-    assert runs and not any((r / "arrivals.csv").exists() for r in runs)
+    assert runs and all(arrivals_path(r) is None for r in runs)
     assert (out / "report.md").is_file()
     ids: list[Any] = json.loads((out / "runs.json").read_text())
     assert len(ids) == len(runs)
+
+
+def test_arrivals_are_gzipped_deterministic_and_legacy_csv_is_read(
+    tmp_path: Path, quick: ExperimentConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcome = execute(expand(quick)[0])
+    a = save_run(outcome, tmp_path / "a")
+    path = arrivals_path(a)
+    assert path == a / ARRIVALS_FILE and not (a / LEGACY_ARRIVALS_FILE).exists()
+    with gzip.open(path, "rt", encoding="utf-8") as fh:  # a plain gzip file
+        assert fh.readline().rstrip("\r\n").split(",") == list(outcome.arrivals)
+    columns = read_columns(path)
+    assert list(columns) == list(outcome.arrivals)
+    for name, col in outcome.arrivals.items():
+        assert len(col) > 0
+        np.testing.assert_array_equal(columns[name], np.asarray(col, np.float64))
+
+    # Same data, same bytes, whatever the clock says (no time stamp in the header).
+    monkeypatch.setattr(gzip.time, "time", lambda: 1e9)
+    b = save_run(outcome, tmp_path / "b")
+    assert (b / ARRIVALS_FILE).read_bytes() == path.read_bytes()
+
+    # A run written before compression keeps its plain arrivals.csv: still found.
+    (a / ARRIVALS_FILE).unlink()
+    write_csv_atomic(a / LEGACY_ARRIVALS_FILE, outcome.arrivals)
+    assert arrivals_path(a) == a / LEGACY_ARRIVALS_FILE
+    legacy = read_columns(a / LEGACY_ARRIVALS_FILE)
+    for name, col in columns.items():
+        np.testing.assert_array_equal(legacy[name], col)
+
+
+def test_read_columns_rejects_cells_that_are_not_numbers(tmp_path: Path) -> None:
+    good = tmp_path / "good.csv.gz"
+    write_csv_atomic(good, {"time": [0.5, 1.5], "ok": [True, False], "m": [None, 2]})
+    cols = read_columns(good)
+    np.testing.assert_array_equal(cols["time"], [0.5, 1.5])
+    np.testing.assert_array_equal(cols["ok"], [1.0, 0.0])
+    assert np.isnan(cols["m"][0]) and cols["m"][1] == 2.0  # empty cell: not recorded
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,worker\n0.5,1\n0.7,oops\n")
+    with pytest.raises(ConfigError, match=r"line 3, column 'worker': not a number"):
+        read_columns(bad)
+    short = tmp_path / "short.csv"
+    short.write_text("time,worker\n0.5\n")
+    with pytest.raises(ConfigError, match="line 2 has 1 cells, the header 2"):
+        read_columns(short)

@@ -12,9 +12,16 @@ import pytest
 
 from clipasync.config import load_config, validate_config
 from clipasync.errors import ConfigError
-from clipasync.experiment import build_policy, build_pool, expand, run_experiment
+from clipasync.experiment import (
+    arrivals_path,
+    build_policy,
+    build_pool,
+    expand,
+    run_experiment,
+)
 from clipasync.federated import OpenSystemPool, UnreliablePool
 from clipasync.federated.partition import partition_from_spec
+from clipasync.io import open_text
 from clipasync.policies import FedAsync, FedBuff
 from clipasync.problems import make_problem
 from clipasync.recorder import ARRIVAL_COLUMNS, Recorder
@@ -194,8 +201,9 @@ def test_tiny_federated_experiment_end_to_end(tmp_path: Path) -> None:
         assert s["final"]["loss"] < s["initial"]["loss"]
     clip = next(s for s in summaries if s["method"] == "fedbuff_clip")
     assert clip["mean_delta_norm"] <= 0.1 + 1e-12  # client clipping bounds Δ
-    arr_path = out / "runs" / clip["run_id"] / "arrivals.csv"
-    with arr_path.open() as fh:
+    arr_path = arrivals_path(out / "runs" / clip["run_id"])
+    assert arr_path is not None
+    with open_text(arr_path) as fh:
         header = next(csv.reader(fh))
     assert header[: len(ARRIVAL_COLUMNS)] == list(ARRIVAL_COLUMNS)
     assert "delta_norm" in header and "staleness_weight" in header

@@ -8,8 +8,10 @@ finished and skips them::
     out/
       config.resolved.yaml   the expanded config (written first)
       runs.json              the run ids of this config, in grid order
-      runs/<run_id>/         summary.json, evals.csv, arrivals.csv (atomic rename),
-                             final_x.npy (last iterate; only with diagnostics "final")
+      runs/<run_id>/         summary.json, evals.csv, arrivals.csv.gz (gzip-compressed
+                             CSV; runs of older versions have arrivals.csv) (atomic
+                             rename), final_x.npy (last iterate; only with
+                             diagnostics "final")
       diagnostics.json       tail indices of the gradient noise (clipasync.diagnose)
       summary.csv, report.md, *.png   (clipasync.report)
 
@@ -564,6 +566,23 @@ def summarise(
 
 
 FINAL_POINT_FILE = "final_x.npy"
+#: A run's per-arrival record: a gzip-compressed CSV (``pandas.read_csv`` reads it).
+ARRIVALS_FILE = "arrivals.csv.gz"
+#: The uncompressed name that runs written by earlier versions use; still read.
+LEGACY_ARRIVALS_FILE = "arrivals.csv"
+
+
+def arrivals_path(run_dir: Path) -> Path | None:
+    """Return the arrival record of a run directory, or ``None`` if it has none.
+
+    This is ``arrivals.csv.gz``, or the uncompressed ``arrivals.csv`` of a run
+    written by an earlier version; read either with :func:`clipasync.io.read_columns`.
+    """
+    for name in (ARRIVALS_FILE, LEGACY_ARRIVALS_FILE):
+        path = run_dir / name
+        if path.is_file():
+            return path
+    return None
 
 
 def save_run(
@@ -582,7 +601,7 @@ def save_run(
         if save_final and outcome.params is not None:
             np.save(tmp / FINAL_POINT_FILE, np.asarray(outcome.params))
         if record_arrivals:
-            write_csv_atomic(tmp / "arrivals.csv", outcome.arrivals)
+            write_csv_atomic(tmp / ARRIVALS_FILE, outcome.arrivals)
         write_rows_csv_atomic(
             tmp / "evals.csv", outcome.evals, columns=("time", "version")
         )

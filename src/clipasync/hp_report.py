@@ -53,7 +53,7 @@ from clipasync.diagnostics.quantiles import (
 from clipasync.engine import Target
 from clipasync.errors import ConfigError
 from clipasync.experiment import RUNS_DIR, load_runs, run_experiment
-from clipasync.io import write_rows_csv_atomic, write_text_atomic
+from clipasync.io import read_columns, write_rows_csv_atomic, write_text_atomic
 
 #: First seed of the high-probability runs (pilot seeds are usually 0, 1, 2).
 SEED_OFFSET = 1000
@@ -181,10 +181,8 @@ def _best_points(
 
 
 def _read_evals(run_dir: Path) -> dict[str, np.ndarray[Any, Any]]:
-    from clipasync.report import read_csv_columns
-
     path = run_dir / "evals.csv"
-    return read_csv_columns(path) if path.is_file() else {}
+    return read_columns(path) if path.is_file() else {}
 
 
 def time_to_target(

@@ -4,13 +4,17 @@ Every result file is written to a temporary sibling and then moved into place wi
 ``os.replace``, which is atomic on POSIX file systems. A run killed mid-way therefore
 leaves either nothing or a ``.tmp-*`` leftover that readers ignore, never a
 half-written ``summary.json``. Records are CSV, JSON, YAML or text (never pickle), so
-``pandas.read_csv`` loads an arrival table in one line.
+``pandas.read_csv`` loads an arrival table in one line. A destination ending in ``.gz``
+is written gzip-compressed (deterministically: no time stamp or file name in the
+header) and read back transparently by :func:`read_columns` and ``pandas.read_csv``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import gzip
+import io
 import json
 import math
 import os
@@ -18,9 +22,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
+
+from clipasync.errors import ConfigError
 
 #: Prefix of temporary files and directories; readers skip names that start with it.
 TMP_PREFIX = ".tmp-"
@@ -36,29 +42,65 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same dir + rename).
+def _is_gzip(path: Path) -> bool:
+    return path.suffix == ".gz"
 
-    Args:
-        path: Destination file; its parent directory must exist.
-        text: Content (UTF-8).
 
-    Returns:
-        The destination path.
+@contextlib.contextmanager
+def _atomic_text(dest: Path) -> Iterator[IO[str]]:
+    """Yield a UTF-8 text handle whose content replaces ``dest`` atomically on exit.
+
+    The text goes to a temporary sibling that is fsynced and renamed over ``dest``;
+    on an exception the temporary file is removed and ``dest`` is untouched. A
+    ``.gz`` destination is gzip-compressed with ``mtime=0`` and an empty file name
+    in the header, so the same text always gives the same bytes.
     """
-    dest = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with os.fdopen(fd, "wb") as raw:
+            if _is_gzip(dest):
+                gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+                # Closing the wrapper closes ``gz`` (writes the trailer), not ``raw``.
+                with io.TextIOWrapper(gz, encoding="utf-8", newline="") as fh:
+                    yield fh
+            else:
+                text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+                try:
+                    yield text
+                finally:
+                    text.detach()  # flushes; leaves ``raw`` open for the fsync below
+            raw.flush()
+            os.fsync(raw.fileno())
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
     _fsync_dir(dest.parent)
+
+
+def open_text(path: str | Path) -> IO[str]:
+    """Open a file written here for reading as UTF-8 text (``.gz``: decompressed)."""
+    p = Path(path)
+    if _is_gzip(p):
+        return gzip.open(p, "rt", encoding="utf-8", newline="")
+    return open(p, encoding="utf-8", newline="")
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file in the same dir + rename).
+
+    Args:
+        path: Destination file; its parent directory must exist. A ``.gz`` suffix
+            writes it gzip-compressed.
+        text: Content (UTF-8).
+
+    Returns:
+        The destination path.
+    """
+    dest = Path(path)
+    with _atomic_text(dest) as fh:
+        fh.write(text)
     return dest
 
 
@@ -98,6 +140,8 @@ def read_json(path: str | Path) -> Any:
 
 
 def _cell(value: Any) -> str:
+    if value is None:  # not recorded: an empty cell, read back as NaN
+        return ""
     if isinstance(value, bool | np.bool_):
         return "1" if value else "0"
     if isinstance(value, float | np.floating):
@@ -113,7 +157,8 @@ def write_csv_atomic(
     Floats are written with ``repr`` (round-trip exact); booleans as 0/1.
 
     Args:
-        path: Destination file.
+        path: Destination file; a ``.gz`` suffix writes it gzip-compressed (same
+            columns, same bytes).
         columns: Column name → values (lists or 1-D numpy arrays).
 
     Raises:
@@ -127,21 +172,61 @@ def write_csv_atomic(
         c.tolist() if isinstance(c, np.ndarray) else list(c) for c in columns.values()
     ]
     dest = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(names)
-            for row in zip(*cols, strict=True):
-                writer.writerow([_cell(v) for v in row])
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with _atomic_text(dest) as fh:
+        writer = csv.writer(fh)
+        writer.writerow(names)
+        for row in zip(*cols, strict=True):
+            writer.writerow([_cell(v) for v in row])
     return dest
+
+
+_BOOLEANS = {"True": 1.0, "False": 0.0}  # booleans of older records (now 0/1)
+
+
+def _number(cell: str) -> float:
+    """A cell as a float: empty → NaN (a value not recorded there)."""
+    if not cell:
+        return math.nan
+    b = _BOOLEANS.get(cell)
+    return float(cell) if b is None else b
+
+
+def read_columns(path: str | Path) -> dict[str, np.ndarray[Any, Any]]:
+    """Read a CSV written by :func:`write_csv_atomic` (``.gz`` too) as float columns.
+
+    Empty cells become NaN and ``True``/``False`` become 1/0. Anything else that is
+    not a number, or a row of the wrong length, means the file is not one of ours
+    (or was edited by hand) and raises instead of turning silently into NaN.
+
+    Raises:
+        ConfigError: Naming the file, line and column of the first bad cell.
+    """
+    with open_text(path) as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        rows = list(reader)
+    table = np.empty((len(rows), len(header)), dtype=np.float64)
+    for i, row in enumerate(rows):
+        if len(row) != len(header):
+            raise ConfigError(
+                f"{path}: line {i + 2} has {len(row)} cells, the header {len(header)}"
+            )
+        try:
+            table[i] = [_number(cell) for cell in row]
+        except ValueError:
+            j = next(j for j, c in enumerate(row) if not _is_number(c))
+            raise ConfigError(
+                f"{path}: line {i + 2}, column {header[j]!r}: not a number: {row[j]!r}"
+            ) from None
+    return {name: table[:, j].copy() for j, name in enumerate(header)}
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        _number(cell)
+    except ValueError:
+        return False
+    return True
 
 
 def write_rows_csv_atomic(

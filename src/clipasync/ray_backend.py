@@ -24,20 +24,19 @@ Command line: ``clipasync run CONFIG --backend ray [--address HOST:PORT]``.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from clipasync.config import ExperimentConfig, load_config
 from clipasync.engine import StopRule, Target
 from clipasync.experiment import (
+    ARRIVALS_FILE,
     RUNS_DIR,
     RunOutcome,
     RunSpec,
+    arrivals_path,
     build_policy,
     build_problem,
     build_stop,
@@ -48,7 +47,7 @@ from clipasync.experiment import (
     save_run,
     summarise,
 )
-from clipasync.io import write_json_atomic, write_text_atomic
+from clipasync.io import read_columns, write_json_atomic, write_text_atomic
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
 
@@ -315,11 +314,12 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
 
     run = Path(run_dir)
     summary = load_summary(run)
-    if summary is None or not (run / "arrivals.csv").is_file():
+    arrivals = arrivals_path(run)
+    if summary is None or arrivals is None:
         from clipasync.errors import ConfigError
 
-        raise ConfigError(f"{run} is not a finished run with arrivals.csv")
-    columns = read_columns(run / "arrivals.csv")
+        raise ConfigError(f"{run} is not a finished run with {ARRIVALS_FILE}")
+    columns = read_columns(arrivals)
     trace_path = Path(out) if out is not None else run / "trace.csv"
     # Times in the records are already in time units (see _to_time_units).
     write_trace(columns, trace_path, 1.0)
@@ -339,30 +339,13 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     return {"trace": str(trace_path), **data}
 
 
-def read_columns(path: Path) -> dict[str, np.ndarray[Any, Any]]:
-    """Read a numeric CSV written by :func:`clipasync.io.write_csv_atomic` as columns
-    (booleans written as True/False become 0/1)."""
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader)
-        rows = [
-            [
-                1.0 if v == "True" else 0.0 if v == "False" else float(v or "nan")
-                for v in row
-            ]
-            for row in reader
-        ]
-    table = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(header))
-    return {name: table[:, i] for i, name in enumerate(header)}
-
-
 def sim_to_real_section(out_dir: str | Path) -> str:
     """Markdown comparing each Ray run's measured update rate and delays with the
     simulator's prediction for the same timing model and policy."""
     out = Path(out_dir)
     rows = []
     for run in sorted((out / RUNS_DIR).iterdir()):
-        if load_summary(run) is None or not (run / "arrivals.csv").is_file():
+        if load_summary(run) is None or arrivals_path(run) is None:
             continue
         d = export_trace(run)
         q = d["delay_quantiles_sim_vs_measured"]

@@ -16,7 +16,6 @@ Command line: ``clipasync report RUN_DIR`` rebuilds everything from ``runs/``.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -29,8 +28,8 @@ import numpy.typing as npt
 import yaml
 
 from clipasync.errors import ConfigError
-from clipasync.experiment import RUNS_DIR, load_runs
-from clipasync.io import write_rows_csv_atomic, write_text_atomic
+from clipasync.experiment import RUNS_DIR, arrivals_path, load_runs
+from clipasync.io import read_columns, write_rows_csv_atomic, write_text_atomic
 
 Array = npt.NDArray[np.float64]
 
@@ -452,24 +451,6 @@ def findings(a: Analysis) -> list[str]:
 # Records of the best runs (for the curve, delay and norm plots).
 
 
-def read_csv_columns(path: Path) -> dict[str, Array]:
-    """Read a numeric CSV written by :mod:`clipasync.io` into float columns."""
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        rows = list(reader)
-    cols: dict[str, Array] = {}
-    for j, name in enumerate(header):
-        vals = []
-        for r in rows:
-            try:
-                vals.append(float(r[j]) if j < len(r) and r[j] != "" else math.nan)
-            except ValueError:
-                vals.append(math.nan)
-        cols[name] = np.asarray(vals, dtype=np.float64)
-    return cols
-
-
 def _representative(cell: Cell) -> dict[str, Any]:
     """The run of a cell shown in curve plots: its median-score seed."""
     order = np.argsort(cell.scores, kind="stable")
@@ -537,7 +518,7 @@ def _figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
             run = _representative(cell)
             path = out / RUNS_DIR / run["run_id"] / "evals.csv"
             if path.is_file():
-                ev = read_csv_columns(path)
+                ev = read_columns(path)
                 if metric in ev:
                     panel[m] = (ev["time"], ev[metric])
         if panel:
@@ -558,10 +539,10 @@ def _figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
         if cell is None:
             continue
         run = _representative(cell)
-        path = out / RUNS_DIR / run["run_id"] / "arrivals.csv"
-        if not path.is_file():
+        path = arrivals_path(out / RUNS_DIR / run["run_id"])
+        if path is None:
             continue
-        arr = read_csv_columns(path)
+        arr = read_columns(path)
         delays[m] = arr["delay"]
         if run.get("policy") == "async_sgd":
             ok = arr["applied"] > 0
@@ -816,7 +797,7 @@ def render_markdown(
         "",
         "Files: `summary.csv` (one row per sweep point × method × grid point), "
         "`config.resolved.yaml`, `runs/<run_id>/` (summary.json, evals.csv, "
-        "arrivals.csv).",
+        "arrivals.csv.gz: one row per arrival, gzip-compressed CSV).",
         "",
     ]
     return "\n".join(out)
