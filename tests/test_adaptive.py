@@ -1,4 +1,4 @@
-"""Adaptive max_norm (clipasync.adaptive): the rules, and the fixed-c bias.
+"""Adaptive max_norm (clipasync.transforms.adaptive): the rules, and the fixed-c bias.
 
 The bias experiment. Least squares whose labels carry Student-t (ν = 1.5) noise, so
 the per-sample gradients a_i(a_iᵀx − b_i) at the minimiser are heavy-tailed, plus
@@ -34,24 +34,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipasync.adaptive import (
+from clipasync.engine import StopRule, run
+from clipasync.errors import ConfigError
+from clipasync.experiments.runner import build_transform
+from clipasync.policies.async_sgd import AsyncSGD
+from clipasync.problems import LeastSquares
+from clipasync.problems.noise import WithStudentTNoise
+from clipasync.recorder import Recorder
+from clipasync.seeding import Stream, stream
+from clipasync.sim import SimulatedPool
+from clipasync.timing import two_speed
+from clipasync.transforms import GradientTransform, chain, clip_by_norm, scale
+from clipasync.transforms.adaptive import (
     GeometricClipState,
     WindowClipState,
     adaptive_clip,
     clip_by_geometric_quantile,
     clip_by_quantile,
 )
-from clipasync.engine import StopRule, run
-from clipasync.errors import ConfigError
-from clipasync.experiment import build_transform
-from clipasync.noise import WithStudentTNoise
-from clipasync.policies.async_sgd import AsyncSGD
-from clipasync.problems import LeastSquares
-from clipasync.recorder import Recorder
-from clipasync.seeding import Stream, stream
-from clipasync.sim import SimulatedPool
-from clipasync.timing import two_speed
-from clipasync.transforms import GradientTransform, chain, clip_by_norm, scale
 from clipasync.types import UpdateContext
 
 CTX = UpdateContext(step=0, delay=0, worker=0, num_workers=1)
@@ -136,7 +136,13 @@ def test_config_builds_an_adaptive_chain() -> None:
 
 
 def test_adaptive_module_is_pure() -> None:
-    path = Path(__file__).resolve().parents[1] / "src" / "clipasync" / "adaptive.py"
+    path = (
+        Path(__file__).resolve().parents[1]
+        / "src"
+        / "clipasync"
+        / "transforms"
+        / "adaptive.py"
+    )
     tree = ast.parse(path.read_text())
     mods = {
         (n.module or "").split(".")[0]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from clipasync.cli import app
+from clipasync.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = str(ROOT / "experiments" / "quick.yaml")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clipasync.config import load_config, validate_config
 from clipasync.errors import ConfigError
+from clipasync.experiments.config import load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

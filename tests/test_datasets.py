@@ -10,21 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clipasync.datasets import fashion_mnist as fm
-from clipasync.datasets import text
-from clipasync.datasets.fashion_mnist import (
+from clipasync.errors import ConfigError
+from clipasync.problems.datasets import fashion_mnist as fm
+from clipasync.problems.datasets import text
+from clipasync.problems.datasets.fashion_mnist import (
     dirichlet_label_partition,
     load_fashion_mnist,
     read_idx,
     stratified_subset,
 )
-from clipasync.datasets.text import (
+from clipasync.problems.datasets.text import (
     CharVocab,
     load_kjv_char_data,
     make_sequences,
     partition_by_book,
 )
-from clipasync.errors import ConfigError
 
 
 def _require(available: bool, what: str) -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clipasync import experiment
-from clipasync.config import ExperimentConfig, load_config
+from clipasync.experiments import runner as experiment
 from clipasync.errors import ConfigError
-from clipasync.experiment import (
+from clipasync.experiments.config import ExperimentConfig, load_config
+from clipasync.experiments.runner import (
     ARRIVALS_FILE,
     LEGACY_ARRIVALS_FILE,
     RunSpec,

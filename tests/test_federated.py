@@ -14,30 +14,34 @@ import pytest
 
 from clipasync.engine import StopRule, run
 from clipasync.errors import ConfigError, WorkerFailed
-from clipasync.federated import (
-    BernoulliDropout,
-    ConstantStaleness,
-    HingeStaleness,
-    OpenSystemPool,
-    PeriodicOffline,
-    PolynomialStaleness,
-    ScriptedDropout,
-    UnreliablePool,
-    dirichlet_label_partition,
-    local_sgd_task,
-    make_dropout,
-    make_staleness,
-    momentum,
-    natural_partition,
-    shard_partition,
-)
 from clipasync.policies.async_sgd import AsyncSGD
 from clipasync.policies.fedasync import FedAsync
 from clipasync.policies.fedbuff import FedBuff
+from clipasync.policies.staleness import (
+    ConstantStaleness,
+    HingeStaleness,
+    PolynomialStaleness,
+    make_staleness,
+)
+from clipasync.problems.local_training import local_sgd_task
+from clipasync.problems.partition import (
+    dirichlet_label_partition,
+    natural_partition,
+    shard_partition,
+)
 from clipasync.seeding import Stream, stream
-from clipasync.sim import SimulatedPool
+from clipasync.sim import (
+    BernoulliDropout,
+    OpenSystemPool,
+    PeriodicOffline,
+    ScriptedDropout,
+    SimulatedPool,
+    UnreliablePool,
+    make_dropout,
+)
 from clipasync.timing import ExponentialTimes, FixedTimes, LogNormalTimes, TraceTimes
 from clipasync.transforms import chain, clip_by_norm, identity, scale
+from clipasync.transforms.momentum import momentum
 from clipasync.types import Arrival, UpdateContext, Vector
 
 

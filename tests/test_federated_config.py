@@ -10,23 +10,22 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clipasync.config import load_config, validate_config
 from clipasync.errors import ConfigError
-from clipasync.experiment import (
+from clipasync.experiments.config import load_config, validate_config
+from clipasync.experiments.runner import (
     arrivals_path,
     build_policy,
     build_pool,
     expand,
     run_experiment,
 )
-from clipasync.federated import OpenSystemPool, UnreliablePool
-from clipasync.federated.partition import partition_from_spec
 from clipasync.io import open_text
 from clipasync.policies import FedAsync, FedBuff
 from clipasync.problems import make_problem
+from clipasync.problems.partition import partition_from_spec
 from clipasync.recorder import ARRIVAL_COLUMNS, Recorder
 from clipasync.seeding import Stream, stream
-from clipasync.sim import SimulatedPool
+from clipasync.sim import OpenSystemPool, SimulatedPool, UnreliablePool
 from clipasync.timing import FixedTimes
 from clipasync.types import Arrival, Reply
 

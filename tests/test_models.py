@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipasync.errors import ConfigError
-from clipasync.models import (
+from clipasync.problems.models import (
     MLP,
     CharLSTM,
     SmallCNN,
@@ -112,7 +112,7 @@ def _adaptor_available() -> bool:
 def test_fashion_mnist_factory() -> None:
     if not _adaptor_available():
         pytest.skip("clipasync.problems.torch_adaptor is not written yet")
-    from clipasync.datasets.fashion_mnist import DEFAULT_DIR, FILES
+    from clipasync.problems.datasets.fashion_mnist import DEFAULT_DIR, FILES
     from clipasync.problems.paper_tasks import LabelSkew, fashion_mnist_cnn
 
     if not all((DEFAULT_DIR / f).is_file() for f in FILES.values()):
@@ -133,7 +133,7 @@ def test_fashion_mnist_factory() -> None:
 def test_kjv_factory() -> None:
     if not _adaptor_available():
         pytest.skip("clipasync.problems.torch_adaptor is not written yet")
-    from clipasync.datasets.text import kjv_db_path
+    from clipasync.problems.datasets.text import kjv_db_path
     from clipasync.problems.paper_tasks import kjv_char_lstm
 
     try:

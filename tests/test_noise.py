@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from clipasync.errors import ConfigError
-from clipasync.noise import (
+from clipasync.problems import LeastSquares, Problem
+from clipasync.problems.noise import (
     WithStudentTNoise,
     WithSubWeibullNoise,
     sample_sub_weibull_noise,
@@ -18,7 +19,6 @@ from clipasync.noise import (
     sub_weibull_survival,
     with_noise,
 )
-from clipasync.problems import LeastSquares, Problem
 
 
 @pytest.fixture

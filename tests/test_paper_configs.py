@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clipasync.cli import app
-from clipasync.compare import compare_reports
-from clipasync.config import ExperimentConfig, load_config
+from clipasync.cli.app import app
 from clipasync.errors import ConfigError
-from clipasync.experiment import expand, run_experiment
+from clipasync.experiments.config import ExperimentConfig, load_config
+from clipasync.experiments.runner import expand, run_experiment
+from clipasync.reports.compare import compare_reports
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -28,7 +28,7 @@ runner = CliRunner()
 
 def _require_fashion_mnist() -> None:
     """Skip without the Debian data, except in CI where `make setup` installs it."""
-    from clipasync.datasets import fashion_mnist as fm
+    from clipasync.problems.datasets import fashion_mnist as fm
 
     if all((fm.default_data_dir() / n).is_file() for n in fm.FILES.values()):
         return

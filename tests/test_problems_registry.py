@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from clipasync.errors import ConfigError
-from clipasync.noise import WithSubWeibullNoise
 from clipasync.problems import PROBLEMS, Problem, make_problem
+from clipasync.problems.noise import WithSubWeibullNoise
 
 SMALL: dict[str, dict[str, Any]] = {
     "least_squares": {"num_samples": 40, "dim": 3, "batch_size": 4},

@@ -137,7 +137,7 @@ TINY = (
 
 
 def _tiny_config(tmp_path):
-    from clipasync.config import load_config
+    from clipasync.experiments.config import load_config
 
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
@@ -145,12 +145,12 @@ def _tiny_config(tmp_path):
 
 
 def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
-    from clipasync.experiment import load_runs
-    from clipasync.ray_backend import (
+    from clipasync.experiments.ray_backend import (
         export_trace,
         resume_experiment,
         run_experiment_on_ray,
     )
+    from clipasync.experiments.runner import load_runs
 
     out = run_experiment_on_ray(
         _tiny_config(tmp_path),
@@ -187,7 +187,7 @@ def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
 
 
 def test_resume_refuses_a_simulated_experiment(tmp_path):
-    from clipasync.ray_backend import resume_experiment
+    from clipasync.experiments.ray_backend import resume_experiment
 
     (tmp_path / "runs").mkdir()
     with pytest.raises(ConfigError, match="not a Ray experiment"):

@@ -7,6 +7,7 @@ oracle call.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,10 @@ Vector = npt.NDArray[np.floating[Any]]
 
 #: Anything that seeds a random stream.
 Seed = int | np.random.SeedSequence
+
+#: One job of a worker: ``task(worker, x, rng) -> payload`` (a stochastic gradient,
+#: or a client's local-training result).
+Task = Callable[[int, Vector, np.random.Generator], Vector]
 
 
 @dataclass(frozen=True, slots=True)

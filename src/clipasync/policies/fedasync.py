@@ -10,7 +10,7 @@ delay τ = k − v:
     α_k = α \\, s(τ), \\qquad x_{k+1} = (1 - α_k)\\, x_k + α_k \\, x_{\\text{client}},
 
 with s a staleness function (constant, polynomial, hinge; see
-:mod:`clipasync.federated.staleness`). With α s(τ) = 1 the server model is replaced by
+:mod:`clipasync.policies.staleness`). With α s(τ) = 1 the server model is replaced by
 the client's. Then the worker that returned (``assign="same"``) or a uniformly drawn
 worker (``assign="random"``, FIFO-queued if busy, as Erickson & Johansson 2026,
 Algorithm 2) gets a job at x_{k+1}.
@@ -18,7 +18,7 @@ Algorithm 2) gets a job at x_{k+1}.
 Why the client uploads its model, not its delta: the mixing needs x_v + Δ, and x_v is
 a *past* server model. Reconstructing it on the server would mean keeping one model
 per version still in flight, up to n copies of the model, and knowing which versions
-can still arrive, which an open system (:class:`~clipasync.federated.OpenSystemPool`)
+can still arrive, which an open system (:class:`~clipasync.sim.OpenSystemPool`)
 or a pool that retries lost jobs does not tell the policy. Xie et al.'s clients upload
 x_new, so this is also the paper's protocol, and the server needs no extra memory.
 
@@ -42,9 +42,9 @@ from typing import Any, Literal
 import numpy as np
 
 from clipasync.errors import ConfigError
-from clipasync.federated.staleness import ConstantStaleness, StalenessFn
 from clipasync.policies.async_sgd import Assign
 from clipasync.policies.base import checked_norm, skipped_reply
+from clipasync.policies.staleness import ConstantStaleness, StalenessFn
 from clipasync.types import Arrival, Reply, Vector
 
 

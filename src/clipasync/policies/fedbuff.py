@@ -1,6 +1,6 @@
 """FedBuff: buffered asynchronous aggregation of client deltas (Nguyen et al. 2022).
 
-Each job is one client's local training (:func:`clipasync.federated.local_sgd_task`)
+Each job is one client's local training (:func:`clipasync.problems.local_training.local_sgd_task`)
 from the server model of version v; it returns Δ = x_local − x_v (a *descent*
 direction, possibly clipped by the client to ``client_max_norm``). The server keeps a
 buffer; on the arrival of Δ_i with delay τ_i = k − v_i:
@@ -16,7 +16,7 @@ buffer; on the arrival of Δ_i with delay τ_i = k − v_i:
 
 where T is the server optimizer, a gradient transform: ``scale(η_g)`` gives FedBuff's
 x ← x + η_g · mean(Δ); ``chain(momentum(β), scale(η_g))`` adds server momentum
-(:func:`clipasync.federated.server_opt.momentum`). The minus sign turns the delta into
+(:func:`clipasync.transforms.momentum.momentum`). The minus sign turns the delta into
 the pseudo-gradient the core transforms expect (they return what is *subtracted*).
 
 Every arrival, whatever its fate, gives its worker a new job at the current model
@@ -49,9 +49,9 @@ from typing import Any, Literal
 import numpy as np
 
 from clipasync.errors import ConfigError
-from clipasync.federated.staleness import ConstantStaleness, StalenessFn
 from clipasync.policies.async_sgd import Assign
 from clipasync.policies.base import checked_norm, skipped_reply
+from clipasync.policies.staleness import ConstantStaleness, StalenessFn
 from clipasync.transforms import GradientTransform
 from clipasync.types import Arrival, Reply, UpdateContext, Vector
 

@@ -137,7 +137,7 @@ def _logistic(**kwargs: Any) -> Problem:
 
     Registry entry for :class:`LogisticRegression`. ``partition`` may also be a
     mapping ``{kind: dirichlet | shards | natural, ...}``
-    (:func:`clipasync.federated.partition.partition_from_spec`) over the training
+    (:func:`clipasync.problems.partition.partition_from_spec`) over the training
     rows, drawn from ``seeding.stream(seed, Stream.PROBLEM)``; a natural ``key`` is
     ``label``, a feature column index, or (``flights``) a feature name such as
     ``month``.
@@ -145,8 +145,8 @@ def _logistic(**kwargs: Any) -> Problem:
     spec = kwargs.get("partition")
     if not isinstance(spec, Mapping):
         return LogisticRegression(**kwargs)
-    from clipasync.federated.partition import partition_from_spec
     from clipasync.problems.logistic import _FLIGHT_FEATURES
+    from clipasync.problems.partition import partition_from_spec
     from clipasync.seeding import Stream, stream
 
     whole = LogisticRegression(**{**kwargs, "partition": None})
@@ -201,7 +201,7 @@ def make_problem(
 
     Args:
         name: A key of :data:`PROBLEMS`.
-        noise: ``None`` or a noise spec for :func:`clipasync.noise.with_noise`,
+        noise: ``None`` or a noise spec for :func:`clipasync.problems.noise.with_noise`,
             e.g. ``{"kind": "sub_weibull", "theta": 2.0, "scale": 1.0}``.
         **kwargs: Keyword arguments of the factory (validated eagerly).
 
@@ -222,7 +222,9 @@ def make_problem(
         raise ConfigError(
             f"problem {name!r}: {exc}; accepted arguments: {accepted}"
         ) from None
-    from clipasync.noise import parse_noise_spec  # noise never imports this package
+    from clipasync.problems.noise import (
+        parse_noise_spec,  # noise never imports this package
+    )
 
     add_noise = parse_noise_spec(noise)  # checked before the (costly) build
     return add_noise(factory(**kwargs))

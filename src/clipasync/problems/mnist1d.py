@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from clipasync.errors import ConfigError
-from clipasync.models import seeded
 from clipasync.problems._common import check_positive_int
+from clipasync.problems.models import seeded
 from clipasync.problems.torch_adaptor import TorchProblem
 
 #: Length of an MNIST-1D signal and number of classes.

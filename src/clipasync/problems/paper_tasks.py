@@ -1,10 +1,10 @@
 """Ready-made problems for the paper-reproduction experiments (real data, torch models).
 
-- :func:`fashion_mnist_cnn`: Fashion-MNIST + :class:`~clipasync.models.SmallCNN`, the
+- :func:`fashion_mnist_cnn`: Fashion-MNIST + :class:`~clipasync.problems.models.SmallCNN`, the
   CPU-sized stand-in for the paper's CIFAR-10 runs (Figures 2 and 4); optionally split
   over workers with Dirichlet label skew (Figure 4's federated setting).
 - :func:`kjv_char_lstm`: King James Bible next-character prediction +
-  :class:`~clipasync.models.CharLSTM` (dropout 0.2), the stand-in for Figure 3's
+  :class:`~clipasync.problems.models.CharLSTM` (dropout 0.2), the stand-in for Figure 3's
   Shakespeare LSTM; optionally split over workers by book.
 
 Both wrap the model with :class:`clipasync.problems.torch_adaptor.TorchProblem`, which
@@ -24,13 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipasync.datasets.fashion_mnist import (
+from clipasync.errors import ConfigError
+from clipasync.problems.datasets.fashion_mnist import (
     dirichlet_label_partition,
     load_fashion_mnist,
 )
-from clipasync.datasets.text import load_kjv_char_data, partition_by_book
-from clipasync.errors import ConfigError
-from clipasync.models import CharLSTM, SmallCNN, seeded, token_cross_entropy
+from clipasync.problems.datasets.text import load_kjv_char_data, partition_by_book
+from clipasync.problems.models import CharLSTM, SmallCNN, seeded, token_cross_entropy
 
 if TYPE_CHECKING:
     from clipasync.problems.torch_adaptor import TorchProblem
@@ -75,7 +75,7 @@ def fashion_mnist_cnn(
     test_subset: int | None = None,
     eval_subset: int = 1024,
 ) -> TorchProblem:
-    """Fashion-MNIST classification with :class:`~clipasync.models.SmallCNN`.
+    """Fashion-MNIST classification with :class:`~clipasync.problems.models.SmallCNN`.
 
     Args:
         subset: Use this many training images (stratified, seeded); default all 60k.

@@ -21,9 +21,9 @@ import numpy as np
 
 from clipasync.errors import SimulationExhausted
 from clipasync.seeding import Stream, stream
-from clipasync.sim import Task, TimeSampler
+from clipasync.sim.pool import TimeSampler
 from clipasync.timing import ComputeTimeModel
-from clipasync.types import Seed, Vector
+from clipasync.types import Seed, Task, Vector
 
 #: JSON-able state of one worker's random streams (see :meth:`OracleWorker.streams`).
 StreamState = dict[str, Any]

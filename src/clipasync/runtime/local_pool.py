@@ -30,9 +30,8 @@ from dataclasses import dataclass, field
 
 from clipasync.errors import ConfigError, SimulationExhausted
 from clipasync.runtime._oracle import OracleWorker, StreamState
-from clipasync.sim import Task
 from clipasync.timing import ComputeTimeModel
-from clipasync.types import Arrival, Seed, Vector
+from clipasync.types import Arrival, Seed, Task, Vector
 
 
 @dataclass(slots=True)

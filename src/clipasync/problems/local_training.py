@@ -33,9 +33,8 @@ from typing import Literal, Protocol
 import numpy as np
 
 from clipasync.errors import ConfigError
-from clipasync.sim import Task
 from clipasync.transforms import clip_by_norm, grad_norm
-from clipasync.types import UpdateContext, Vector
+from clipasync.types import Task, UpdateContext, Vector
 
 Output = Literal["delta", "model"]
 

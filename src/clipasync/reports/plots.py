@@ -1,6 +1,6 @@
 """PNG figures of an experiment report (matplotlib, Agg backend; imported only here).
 
-Each function takes plain arrays prepared by :mod:`clipasync.report` and writes one
+Each function takes plain arrays prepared by :mod:`clipasync.reports.report` and writes one
 file, so the figures can be regenerated from a run directory without rerunning.
 """
 

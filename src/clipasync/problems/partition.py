@@ -7,7 +7,7 @@ straight into a problem's ``partition=`` argument, after which
 ``stochastic_grad(x, rng, worker=i)`` samples client i's shard only.
 
 - :func:`dirichlet_label_partition` (re-exported from
-  :mod:`clipasync.datasets.fashion_mnist`): Dirichlet(α) label skew (Hsu et al. 2019),
+  :mod:`clipasync.problems.datasets.fashion_mnist`): Dirichlet(α) label skew (Hsu et al. 2019),
   the split of Erickson & Johansson (2026), Figure 4, with α = 0.5.
 - :func:`shard_partition`: sort by label, cut into ``num_clients · k`` shards and deal
   k to each client (McMahan et al. 2017, "pathological non-IID").
@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.datasets.fashion_mnist import dirichlet_label_partition
-from clipasync.datasets.text import partition_by_book
 from clipasync.errors import ConfigError
+from clipasync.problems.datasets.fashion_mnist import dirichlet_label_partition
+from clipasync.problems.datasets.text import partition_by_book
 
 IntArray = npt.NDArray[np.int64]
 
@@ -145,7 +145,7 @@ def natural_partition(
     in sorted order (``numpy.unique``), e.g. one client per book or per airline.
     With ``num_clients`` set, whole groups are dealt over that many clients, largest
     first to the least-loaded client (the greedy balancing of
-    :func:`clipasync.datasets.text.partition_by_book`, reused here); no group is
+    :func:`clipasync.problems.datasets.text.partition_by_book`, reused here); no group is
     split.
 
     Args:

@@ -1,7 +1,7 @@
 """Measure how heavy-tailed a task's gradient noise is, once a grid has run.
 
 For a config with ``diagnostics: {tail_index: {...}}`` (see
-:class:`~clipasync.config.TailIndexConfig`) this module estimates the sub-Weibull tail
+:class:`~clipasync.experiments.config.TailIndexConfig`) this module estimates the sub-Weibull tail
 parameter θ of the noise norm ‖g(x) − ∇f(x)‖ (Vladimirova et al. 2020; the estimator is
 :func:`clipasync.diagnostics.tails.estimate_sub_weibull_theta`) at
 
@@ -35,10 +35,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.config import ExperimentConfig, TailIndexConfig
 from clipasync.diagnostics.tails import estimate_sub_weibull_theta
 from clipasync.errors import ClipasyncError
-from clipasync.experiment import FINAL_POINT_FILE, RUNS_DIR, build_problem, load_runs
+from clipasync.experiments.config import ExperimentConfig, TailIndexConfig
+from clipasync.experiments.runner import (
+    FINAL_POINT_FILE,
+    RUNS_DIR,
+    build_problem,
+    load_runs,
+)
 from clipasync.io import read_json, write_json_atomic
 from clipasync.problems.base import Problem
 
@@ -147,7 +152,7 @@ def tail_index_diagnostics(config: ExperimentConfig, out_dir: str | Path) -> Pat
     Returns:
         The path of ``diagnostics.json``.
     """
-    from clipasync.report import _representative, analyse
+    from clipasync.reports.report import _representative, analyse
 
     out = Path(out_dir)
     path = out / DIAGNOSTICS_FILE

@@ -9,7 +9,7 @@ baseline's best mean ÷ reference's best mean (> 1: the reference is faster).
 
 With ``paper_reference`` in the config the report puts the paper's reported speedups
 next to the measured ones (``paper_comparison.csv`` too); with a ``diagnostics.json``
-(:mod:`clipasync.diagnose`) it states the measured tail index of the gradient noise.
+(:mod:`clipasync.experiments.diagnose`) it states the measured tail index of the gradient noise.
 
 Command line: ``clipasync report RUN_DIR`` rebuilds everything from ``runs/``.
 """
@@ -28,7 +28,7 @@ import numpy.typing as npt
 import yaml
 
 from clipasync.errors import ConfigError
-from clipasync.experiment import RUNS_DIR, arrivals_path, load_runs
+from clipasync.experiments.runner import RUNS_DIR, arrivals_path, load_runs
 from clipasync.io import read_columns, write_rows_csv_atomic, write_text_atomic
 
 Array = npt.NDArray[np.float64]
@@ -468,7 +468,7 @@ def _panel_points(a: Analysis) -> list[tuple[Any, ...]]:
 
 
 def _figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
-    from clipasync import plots
+    from clipasync.reports import plots
 
     figs: dict[str, tuple[Path, str]] = {}
     xs = a.x_values()

@@ -1,4 +1,4 @@
-"""The ``noise``, ``theory`` and ``hp`` commands (registered in :mod:`clipasync.cli`).
+"""The ``noise``, ``theory`` and ``hp`` commands (registered in :mod:`clipasync.cli.app`).
 
 Examples::
 
@@ -8,8 +8,8 @@ Examples::
     clipasync hp experiments/stragglers.yaml --seeds 20 --out reports/hp
 
 Errors follow the CLI's convention: ``error: <one line>`` on stderr, exit status 2.
-The work is done by :mod:`clipasync.noise_report`, :mod:`clipasync.theory_cli` and
-:mod:`clipasync.hp_report`; this module only parses options and prints.
+The work is done by :mod:`clipasync.reports.noise`, :mod:`clipasync.reports.theory_table` and
+:mod:`clipasync.reports.hp`; this module only parses options and prints.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Annotated, TypeVar
 
 import typer
 
-from clipasync.cli_options import (
+from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
     NumFastOpt,
@@ -37,7 +37,7 @@ T = TypeVar("T")
 
 
 def _guarded(fn: Callable[[], T]) -> T:
-    from clipasync.cli import _guard
+    from clipasync.cli.app import _guard
 
     return _guard(fn)
 
@@ -72,8 +72,8 @@ def noise_cmd(
     1 sub-exponential); Hill α with a 90 % bootstrap interval tests for a
     polynomial tail. Without --out the plot goes to reports/noise-<name>-<time>.
     """
-    from clipasync.config import load_config
-    from clipasync.noise_report import format_table, noise_report
+    from clipasync.experiments.config import load_config
+    from clipasync.reports.noise import format_table, noise_report
 
     def go() -> tuple[str, Path]:
         cfg = load_config(config, set_ or [])
@@ -142,10 +142,10 @@ def theory_cmd(
     Constants not given default to 1 (zeta to 0) unless --estimate reads them off
     the config's problem; the table says where each came from.
     """
-    from clipasync.config import load_config
     from clipasync.errors import ConfigError
-    from clipasync.experiment import build_timing
-    from clipasync.theory_cli import (
+    from clipasync.experiments.config import load_config
+    from clipasync.experiments.runner import build_timing
+    from clipasync.reports.theory_table import (
         check_eps,
         describe_timing,
         resolve_constants,
@@ -226,8 +226,8 @@ def hp_cmd(
     seeds) over --seeds new seeds, in parallel; writes hp_summary.csv,
     hp_report.md and hp_ecdf.png.
     """
-    from clipasync.config import load_config
-    from clipasync.hp_report import format_text, run_high_probability
+    from clipasync.experiments.config import load_config
+    from clipasync.reports.hp import format_text, run_high_probability
 
     def go() -> tuple[str, Path]:
         cfg = load_config(config, set_ or [])

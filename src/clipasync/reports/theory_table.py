@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from clipasync.config import ExperimentConfig
+from clipasync.experiments.config import ExperimentConfig
 from clipasync.errors import ConfigError
 from clipasync.seeding import Stream, stream
 from clipasync.sim import simulate_timing
@@ -111,7 +111,7 @@ def resolve_constants(
     if estimate:
         if config is None:
             raise ConfigError("--estimate needs --config CONFIG")
-        from clipasync.experiment import build_problem
+        from clipasync.experiments.runner import build_problem
 
         point = config.sweep_points()[0]
         cfg = config.at(point) if point else config

@@ -27,8 +27,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from clipasync.cli_diagnostics import hp_cmd, noise_cmd, theory_cmd
-from clipasync.cli_options import (
+from clipasync.cli.diagnostics import hp_cmd, noise_cmd, theory_cmd
+from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
     NumFastOpt,
@@ -113,8 +113,8 @@ def run_cmd(
 
     Rerunning into the same --out skips the runs that already finished.
     """
-    from clipasync.config import load_config
-    from clipasync.experiment import expand, run_experiment
+    from clipasync.experiments.config import load_config
+    from clipasync.experiments.runner import expand, run_experiment
 
     def go() -> Path:
         cfg = load_config(config, set_ or [], profile=profile)
@@ -127,7 +127,7 @@ def run_cmd(
             typer.echo(f"{cfg.name}: {len(specs)} runs -> {target}", err=True)
         t0 = time.perf_counter()
         if backend == "ray":
-            from clipasync.ray_backend import run_experiment_on_ray
+            from clipasync.experiments.ray_backend import run_experiment_on_ray
 
             path = run_experiment_on_ray(
                 cfg,
@@ -162,7 +162,7 @@ def resume_cmd(
     ] = None,
 ) -> None:
     """Continue a Ray experiment whose driver was killed, from its checkpoints."""
-    from clipasync.ray_backend import resume_experiment
+    from clipasync.experiments.ray_backend import resume_experiment
 
     path = _guard(lambda: resume_experiment(run_dir, address))
     typer.echo(str(path))
@@ -177,7 +177,7 @@ def trace_cmd(
 ) -> None:
     """Export a Ray run's measured compute times as a trace the simulator replays,
     and compare simulated with measured update rate and delays."""
-    from clipasync.ray_backend import export_trace
+    from clipasync.experiments.ray_backend import export_trace
 
     data = _guard(lambda: export_trace(run, out))
     q = data["delay_quantiles_sim_vs_measured"]
@@ -197,7 +197,7 @@ def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A directory written by `run`.")],
 ) -> None:
     """Rebuild summary.csv, report.md and the plots of a run directory."""
-    from clipasync.report import build_report
+    from clipasync.reports.report import build_report
 
     path = _guard(lambda: build_report(run_dir))
     typer.echo(str(path))
@@ -214,7 +214,7 @@ def compare_cmd(
     ] = None,
 ) -> None:
     """Put several reports side by side: speedups (and the paper's) per sweep point."""
-    from clipasync.compare import compare_reports
+    from clipasync.reports.compare import compare_reports
 
     table, path = _guard(lambda: compare_reports(list(reports), out))
     typer.echo(table)
@@ -225,9 +225,9 @@ def compare_cmd(
 @app.command("list")
 def list_cmd() -> None:
     """List the method policies, timing models, problems and noise kinds."""
-    from clipasync.config import METHOD_POLICIES, TIMING_KINDS
-    from clipasync.noise import NOISES
+    from clipasync.experiments.config import METHOD_POLICIES, TIMING_KINDS
     from clipasync.problems import PROBLEMS
+    from clipasync.problems.noise import NOISES
 
     console = Console(width=100)
 
@@ -289,8 +289,8 @@ def timing_cmd(
     Algorithm 1 (every worker busy, re-dispatched on return); 10^5 events take well
     under a second.
     """
-    from clipasync.config import load_config
-    from clipasync.experiment import build_timing
+    from clipasync.experiments.config import load_config
+    from clipasync.experiments.runner import build_timing
     from clipasync.sim import simulate_timing
 
     def models() -> list[tuple[str, dict[str, Any]]]:
@@ -357,7 +357,7 @@ app.command("hp")(hp_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias
-    """Run the app (``python -m clipasync.cli``)."""
+    """Run the app (``python -m clipasync.cli.app``)."""
     app()
 
 

@@ -12,8 +12,8 @@ finished and skips them::
                              CSV; runs of older versions have arrivals.csv) (atomic
                              rename), final_x.npy (last iterate; only with
                              diagnostics "final")
-      diagnostics.json       tail indices of the gradient noise (clipasync.diagnose)
-      summary.csv, report.md, *.png   (clipasync.report)
+      diagnostics.json       tail indices of the gradient noise (clipasync.experiments.diagnose)
+      summary.csv, report.md, *.png   (clipasync.reports.report)
 
 Every random stream of a run comes from its one seed (:mod:`clipasync.seeding`); the
 problem's data come from the problem's own ``seed`` keyword, so all runs of an
@@ -41,14 +41,9 @@ from typing import Any, cast
 import numpy as np
 import yaml
 
-from clipasync.config import ExperimentConfig
 from clipasync.engine import RunResult, StopRule, Target, WorkerPool, run
 from clipasync.errors import ConfigError
-from clipasync.federated.availability import (
-    OpenSystemPool,
-    UnreliablePool,
-    make_dropout,
-)
+from clipasync.experiments.config import ExperimentConfig
 from clipasync.io import (
     atomic_dir,
     read_json,
@@ -67,7 +62,12 @@ from clipasync.policies.ringmaster import Ringmaster
 from clipasync.problems.base import Problem
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
-from clipasync.sim import SimulatedPool, Task
+from clipasync.sim import SimulatedPool
+from clipasync.sim.availability import (
+    OpenSystemPool,
+    UnreliablePool,
+    make_dropout,
+)
 from clipasync.timing import (
     ComputeTimeModel,
     FixedTimes,
@@ -83,6 +83,7 @@ from clipasync.transforms import (
     scale,
     scale_by_delay,
 )
+from clipasync.types import Task
 
 RUNS_DIR = "runs"
 SUMMARY_FILE = "summary.json"
@@ -229,8 +230,8 @@ def build_transform(hyper: dict[str, Any]) -> GradientTransform:
     step = scale_by_delay(gamma) if hyper.get("delay_adaptive") else scale(gamma)
     adaptive = hyper.get("adaptive_clip")
     if adaptive is not None:
-        # A learned max_norm (beyond the paper): clipasync.adaptive.
-        from clipasync.adaptive import adaptive_clip
+        # A learned max_norm (beyond the paper): clipasync.transforms.adaptive.
+        from clipasync.transforms.adaptive import adaptive_clip
 
         return chain(adaptive_clip(**adaptive), step)
     max_norm = hyper.get("max_norm")
@@ -290,7 +291,7 @@ def build_federated_policy(policy: str, hyper: dict[str, Any]) -> FedBuff | FedA
     Raises:
         ConfigError: On an invalid hyperparameter.
     """
-    from clipasync.federated.staleness import make_staleness
+    from clipasync.policies.staleness import make_staleness
 
     staleness = make_staleness(hyper.get("staleness"))
     assign = hyper.get("assign", "same")
@@ -299,7 +300,7 @@ def build_federated_policy(policy: str, hyper: dict[str, Any]) -> FedBuff | FedA
     t = build_transform(hyper)
     beta = hyper.get("server_momentum")
     if beta is not None:
-        from clipasync.federated.server_opt import momentum
+        from clipasync.transforms.momentum import momentum
 
         # clip (if any) → momentum → η_g: the server's pseudo-gradient is clipped
         # before it enters the momentum buffer.
@@ -324,13 +325,13 @@ def build_task(
     """Return the job a worker runs: one stochastic gradient, or local training.
 
     For a policy with a ``payload`` (FedBuff: ``"delta"``, FedAsync: ``"model"``)
-    the job is :func:`clipasync.federated.local_sgd_task` with the grid point's
+    the job is :func:`clipasync.problems.local_training.local_sgd_task` with the grid point's
     ``local_steps``, ``local_stepsize`` and ``client_max_norm``.
     """
     payload = getattr(policy, "payload", None)
     if payload is None:
         return lambda w, x, rng: problem.stochastic_grad(x, rng, w)
-    from clipasync.federated.client import local_sgd_task
+    from clipasync.problems.local_training import local_sgd_task
 
     c = hyper.get("client_max_norm")
     return local_sgd_task(
@@ -352,8 +353,8 @@ def build_pool(
 
     ``availability`` is the resolved ``availability`` block: ``dropout`` alone wraps
     the :class:`~clipasync.sim.SimulatedPool` in an
-    :class:`~clipasync.federated.UnreliablePool` (lost jobs are retried);
-    ``open_system`` builds an :class:`~clipasync.federated.OpenSystemPool` (with the
+    :class:`~clipasync.sim.UnreliablePool` (lost jobs are retried);
+    ``open_system`` builds an :class:`~clipasync.sim.OpenSystemPool` (with the
     dropout, if any; lost jobs are not retried).
     """
     if not availability:
@@ -730,7 +731,7 @@ def run_experiment(
 
     Finished runs (``runs/<run_id>/summary.json`` present) are loaded, not rerun;
     leftovers of killed runs are removed and redone. With a ``diagnostics`` block the
-    tail indices are measured after the grid (:mod:`clipasync.diagnose`, cached in
+    tail indices are measured after the grid (:mod:`clipasync.experiments.diagnose`, cached in
     ``diagnostics.json``).
 
     Args:
@@ -755,11 +756,11 @@ def run_experiment(
         pending, runs_dir, n_workers, len(specs), progress, save_final
     )
     if tail is not None:
-        from clipasync.diagnose import tail_index_diagnostics
+        from clipasync.experiments.diagnose import tail_index_diagnostics
 
         tail_index_diagnostics(config, out)
     if report:
-        from clipasync.report import build_report
+        from clipasync.reports.report import build_report
 
         build_report(out)
     return out

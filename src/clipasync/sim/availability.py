@@ -57,9 +57,9 @@ import numpy as np
 
 from clipasync.errors import ConfigError, SimulationExhausted, WorkerFailed
 from clipasync.seeding import Stream, stream
-from clipasync.sim import Task, TimeSampler
+from clipasync.sim.pool import TimeSampler
 from clipasync.timing import ComputeTimeModel
-from clipasync.types import Arrival, Seed, Vector
+from clipasync.types import Arrival, Seed, Task, Vector
 
 if TYPE_CHECKING:  # engine imports the policies, which import this package
     from clipasync.engine import WorkerPool

@@ -12,7 +12,7 @@ measures exactly that:
 2. **Many seeds.** Each chosen grid point is rerun over ``seeds`` seeds (default 20)
    numbered from ``seed_offset`` = 1000, disjoint from the pilot's seeds so that the
    selection does not flatter the quantiles, in parallel processes through
-   :func:`clipasync.experiment.run_experiment` (resumable: rerunning into the same
+   :func:`clipasync.experiments.runner.run_experiment` (resumable: rerunning into the same
    OUT skips finished runs). These runs ignore the config's target and use the whole
    time budget, so that every run's average gradient norm covers the same horizon.
 3. **Quantities per run.** Time to target: the first evaluation time at which the
@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.config import ExperimentConfig, validate_config
+from clipasync.experiments.config import ExperimentConfig, validate_config
 from clipasync.diagnostics.quantiles import (
     DEFAULT_LEVELS,
     QuantileSummary,
@@ -52,7 +52,7 @@ from clipasync.diagnostics.quantiles import (
 )
 from clipasync.engine import Target
 from clipasync.errors import ConfigError
-from clipasync.experiment import RUNS_DIR, load_runs, run_experiment
+from clipasync.experiments.runner import RUNS_DIR, load_runs, run_experiment
 from clipasync.io import read_columns, write_rows_csv_atomic, write_text_atomic
 
 #: First seed of the high-probability runs (pilot seeds are usually 0, 1, 2).
@@ -163,7 +163,7 @@ def _best_points(
             f"method {many[0]!r} has {len(config.methods[many[0]].grid())} grid "
             "points: run with the pilot (default) or narrow the grid with --set"
         )
-    from clipasync.report import analyse
+    from clipasync.reports.report import analyse
 
     pilot_dir = out / "pilot"
     run_experiment(config, pilot_dir, progress=progress, workers=workers, report=False)

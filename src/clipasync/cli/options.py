@@ -5,8 +5,8 @@ given, and simulate it; the aliases keep their option names, help texts and limi
 from drifting apart. Typer reads defaults from the function signature, so each
 command still writes ``num_fast: NumFastOpt = 8`` and the like.
 
-This module imports nothing from :mod:`clipasync.cli` or
-:mod:`clipasync.cli_diagnostics`, so both can import it without a cycle.
+This module imports nothing from :mod:`clipasync.cli.app` or
+:mod:`clipasync.cli.diagnostics`, so both can import it without a cycle.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ def timing_from_options(
     # Imported here so that ``--help`` does not pay for pydantic and the config.
     from pydantic import ValidationError
 
-    from clipasync.config import TimingConfig, one_line
     from clipasync.errors import ConfigError
+    from clipasync.experiments.config import TimingConfig, one_line
 
     raw: dict[str, Any] = {"kind": kind}
     if kind == "two_speed":

@@ -30,7 +30,7 @@ see :class:`TailIndexConfig`) and ``paper_reference: {D=4: {vanilla: 1.8}}`` (th
 paper's reported speedups of the reference method, shown next to the measured ones).
 Federated runs: policies ``fedbuff`` and ``fedasync`` (see :class:`MethodConfig`),
 ``problem.partition: {kind: dirichlet | shards | natural, ...}`` (client shards, see
-:func:`clipasync.federated.partition.partition_from_spec`) and ``availability:
+:func:`clipasync.problems.partition.partition_from_spec`) and ``availability:
 {dropout: {kind: bernoulli, p: 0.05}}`` or ``{open_system: {rate: 8}}`` (see
 :class:`AvailabilityConfig`); ``experiments/federated.yaml`` uses them.
 Validation is done by pydantic; :func:`load_config` turns its ``ValidationError``
@@ -226,7 +226,7 @@ class _Strict(BaseModel):
 class NoiseConfig(BaseModel):
     """Synthetic gradient noise added to the problem's oracle.
 
-    ``kind`` names a noise of :mod:`clipasync.noise`; other keys are its parameters
+    ``kind`` names a noise of :mod:`clipasync.problems.noise`; other keys are its parameters
     (e.g. ``theta``, ``scale`` for ``sub_weibull``).
     """
 
@@ -327,7 +327,7 @@ class TimingConfig(_Strict):
 
 
 class AdaptiveClipConfig(_Strict):
-    """A max_norm learned online (:func:`clipasync.adaptive.adaptive_clip`).
+    """A max_norm learned online (:func:`clipasync.transforms.adaptive.adaptive_clip`).
 
     ``rule: window`` clips at the ``quantile`` of the last ``window`` pre-clip
     norms; ``rule: geometric`` uses the update of Andrew et al. (2021),
@@ -356,7 +356,7 @@ class MethodConfig(_Strict):
     ``fedasync`` (``mixing`` α, no ``stepsize``). ``buffer_size``,
     ``local_stepsize``, ``client_max_norm`` and ``mixing`` are grids;
     ``client_max_norm`` may list ``null`` (no client clipping). ``staleness`` is a
-    :func:`~clipasync.federated.staleness.make_staleness` spec.
+    :func:`~clipasync.policies.staleness.make_staleness` spec.
     """
 
     policy: MethodPolicy
@@ -421,7 +421,7 @@ class MethodConfig(_Strict):
     def _staleness_spec(
         cls, v: str | dict[str, Any] | None
     ) -> str | dict[str, Any] | None:
-        from clipasync.federated.staleness import make_staleness
+        from clipasync.policies.staleness import make_staleness
 
         make_staleness(v)  # a ConfigError (a ValueError) becomes a one-line error
         return v
@@ -482,7 +482,7 @@ class MethodConfig(_Strict):
         ]
 
     def _federated_grid(self) -> list[dict[str, Any]]:
-        from clipasync.federated.staleness import make_staleness
+        from clipasync.policies.staleness import make_staleness
 
         axes: dict[str, list[Any]] = {}
         fixed: dict[str, Any] = {"delay_adaptive": False}
@@ -517,14 +517,14 @@ class OpenSystemConfig(_Strict):
 
 
 class AvailabilityConfig(_Strict):
-    """Clients that vanish mid-job, or an open system (:mod:`clipasync.federated`).
+    """Clients that vanish mid-job, or an open system (:mod:`clipasync.sim.availability`).
 
     ``dropout: {kind: bernoulli, p: 0.05}`` (or ``{kind: periodic, period,
     off_time, phases}``) loses jobs; with the default closed system the lost job is
-    retried on the same client (:class:`~clipasync.federated.UnreliablePool`).
+    retried on the same client (:class:`~clipasync.sim.UnreliablePool`).
     ``open_system: {rate: λ}`` starts jobs at Poisson(λ) times on uniformly drawn
     clients instead of keeping every worker busy
-    (:class:`~clipasync.federated.OpenSystemPool`; lost jobs are not retried).
+    (:class:`~clipasync.sim.OpenSystemPool`; lost jobs are not retried).
     """
 
     dropout: dict[str, Any] | None = None
@@ -534,7 +534,7 @@ class AvailabilityConfig(_Strict):
     @classmethod
     def _dropout_spec(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
-            from clipasync.federated.availability import make_dropout
+            from clipasync.sim.availability import make_dropout
 
             make_dropout(v)  # a ConfigError (a ValueError) becomes one line
         return v
@@ -798,7 +798,7 @@ def problem_names() -> list[str]:
 def noise_kinds() -> list[str]:
     """Return the registered noise kinds (empty if the registry is unavailable)."""
     try:
-        from clipasync.noise import NOISES
+        from clipasync.problems.noise import NOISES
     except ImportError:  # pragma: no cover
         return []
     return sorted(NOISES)

@@ -29,9 +29,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clipasync.config import ExperimentConfig, load_config
 from clipasync.engine import StopRule, Target
-from clipasync.experiment import (
+from clipasync.experiments.config import ExperimentConfig, load_config
+from clipasync.experiments.runner import (
     ARRIVALS_FILE,
     RUNS_DIR,
     RunOutcome,
@@ -244,7 +244,7 @@ def run_experiment_on_ray(
         run_dir = save_run(outcome, runs_dir, spec.record_arrivals)
         _save_weights(spec, outcome, run_dir)
     if report:
-        from clipasync.report import build_report
+        from clipasync.reports.report import build_report
 
         build_report(out)
         report_md = out / "report.md"

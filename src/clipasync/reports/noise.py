@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.config import ExperimentConfig
+from clipasync.experiments.config import ExperimentConfig
 from clipasync.diagnostics.tails import (
     TailFit,
     empirical_survival,
@@ -233,7 +233,7 @@ def noise_report(
     Raises:
         ConfigError: On an invalid checkpoint or sample count.
     """
-    from clipasync.experiment import build_problem
+    from clipasync.experiments.runner import build_problem
 
     point = config.sweep_points()[0]
     cfg = config.at(point) if point else config
