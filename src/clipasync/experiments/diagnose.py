@@ -37,6 +37,7 @@ import numpy.typing as npt
 
 from clipasync.diagnostics.tails import estimate_sub_weibull_theta
 from clipasync.errors import ClipasyncError
+from clipasync.experiments.analysis import analyse, representative
 from clipasync.experiments.config import ExperimentConfig, TailIndexConfig
 from clipasync.experiments.runner import (
     FINAL_POINT_FILE,
@@ -152,7 +153,6 @@ def tail_index_diagnostics(config: ExperimentConfig, out_dir: str | Path) -> Pat
     Returns:
         The path of ``diagnostics.json``.
     """
-    from clipasync.reports.report import _representative, analyse
 
     out = Path(out_dir)
     path = out / DIAGNOSTICS_FILE
@@ -200,7 +200,7 @@ def tail_index_diagnostics(config: ExperimentConfig, out_dir: str | Path) -> Pat
                     cell = a.best.get((p, m))
                     if cell is None:
                         continue
-                    run = _representative(cell)
+                    run = representative(cell)
                     xfile = out / RUNS_DIR / run["run_id"] / FINAL_POINT_FILE
                     base = {
                         "at": "final",

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clipasync.experiments.analysis import analyse
 from clipasync.experiments.config import ExperimentConfig, validate_config
 from clipasync.diagnostics.quantiles import (
     DEFAULT_LEVELS,
@@ -163,7 +164,6 @@ def _best_points(
             f"method {many[0]!r} has {len(config.methods[many[0]].grid())} grid "
             "points: run with the pilot (default) or narrow the grid with --set"
         )
-    from clipasync.reports.report import analyse
 
     pilot_dir = out / "pilot"
     run_experiment(config, pilot_dir, progress=progress, workers=workers, report=False)

@@ -28,96 +28,23 @@ import numpy.typing as npt
 import yaml
 
 from clipasync.errors import ConfigError
+from clipasync.engine import MINIMISED
+from clipasync.experiments.analysis import (
+    Analysis,
+    Cell,
+    fmt_value,
+    short_key,
+    analyse,
+    representative,
+    speedups,
+)
 from clipasync.experiments.runner import RUNS_DIR, arrivals_path, load_runs
 from clipasync.io import read_columns, write_rows_csv_atomic, write_text_atomic
 
 Array = npt.NDArray[np.float64]
 
 
-@dataclass
-class Cell:
-    """All seeds of one (sweep point, method, grid point).
-
-    Attributes:
-        point: Sweep values, in sweep-key order.
-        method: Method name.
-        hyper: The grid point.
-        runs: Run summaries (one per seed).
-        scores: Time to target (cap when not reached), or final loss without target.
-    """
-
-    point: tuple[Any, ...]
-    method: str
-    hyper: dict[str, Any]
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.scores))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.scores, ddof=1)) if len(self.scores) > 1 else 0.0
-
-    @property
-    def reached(self) -> int:
-        return sum(bool(r.get("reached")) for r in self.runs)
-
-    @property
-    def diverged(self) -> int:
-        return sum(r.get("stop_reason") == "diverged" for r in self.runs)
-
-
-@dataclass
-class Analysis:
-    """What the report shows, computed once from the run summaries."""
-
-    config: dict[str, Any]
-    sweep_keys: list[str]
-    points: list[tuple[Any, ...]]
-    methods: list[str]
-    cells: list[Cell]
-    best: dict[tuple[tuple[Any, ...], str], Cell]
-    reference: str | None
-    has_target: bool
-    cap: float | None
-
-    @property
-    def score_name(self) -> str:
-        return "time to target" if self.has_target else "final loss"
-
-    def x_values(self) -> list[float] | None:
-        """Numeric sweep values when there is exactly one numeric sweep key."""
-        if len(self.sweep_keys) != 1:
-            return None
-        vals = [p[0] for p in self.points]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in vals):
-            return [float(v) for v in vals]
-        return None
-
-    def point_label(self, point: tuple[Any, ...]) -> str:
-        if not self.sweep_keys:
-            return "-"
-        return ", ".join(
-            f"{_short(k)}={_num(v)}"
-            for k, v in zip(self.sweep_keys, point, strict=True)
-        )
-
-
-def _short(key: str) -> str:
-    return "D" if key == "timing.slow_time" else key.split(".")[-1]
-
-
-def _num(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
 def _direction(metric: str) -> str:
-    from clipasync.engine import MINIMISED
-
     return "≤" if metric in MINIMISED else "≥"
 
 
@@ -132,65 +59,6 @@ def _fmt(v: float, digits: int = 3) -> str:
     if not math.isfinite(v):
         return "—"
     return f"{v:.{digits}g}"
-
-
-def analyse(runs: Sequence[dict[str, Any]], config: dict[str, Any]) -> Analysis:
-    """Group runs into cells and pick the best grid point of each (point, method).
-
-    Raises:
-        ConfigError: If there are no runs.
-    """
-    if not runs:
-        raise ConfigError("no finished runs to report on")
-    stop = config.get("stop", {})
-    target = stop.get("target")
-    cap = stop.get("max_time")
-    sweep_keys = list((config.get("sweep") or {}).keys())
-    methods = [m for m in config.get("methods", {})]
-    cells: dict[tuple[tuple[Any, ...], str, str], Cell] = {}
-    points: list[tuple[Any, ...]] = []
-    for r in runs:
-        point = tuple(r["sweep"].get(k) for k in sweep_keys)
-        if point not in points:
-            points.append(point)
-        if r["method"] not in methods:
-            methods.append(r["method"])
-        key = (point, r["method"], json.dumps(r["hyper"], sort_keys=True))
-        cell = cells.setdefault(key, Cell(point, r["method"], r["hyper"]))
-        cell.runs.append(r)
-        if target:
-            t = r.get("time_to_target")
-            limit = cap if cap is not None else r.get("sim_time", math.inf)
-            cell.scores.append(float(t) if t is not None else float(limit))
-        else:
-            loss = (r.get("final") or {}).get("loss")
-            cell.scores.append(float(loss) if loss is not None else math.inf)
-    best: dict[tuple[tuple[Any, ...], str], Cell] = {}
-    for cell in cells.values():
-        k = (cell.point, cell.method)
-        cur = best.get(k)
-        # Smallest mean; among equals, more seeds reaching, then the smaller stepsize.
-        rank = (cell.mean, -cell.reached, cell.hyper.get("stepsize", 0.0))
-        if cur is None or rank < (
-            cur.mean,
-            -cur.reached,
-            cur.hyper.get("stepsize", 0.0),
-        ):
-            best[k] = cell
-    reference = config.get("reference")
-    if reference not in methods:
-        reference = None
-    return Analysis(
-        config=config,
-        sweep_keys=sweep_keys,
-        points=points,
-        methods=[m for m in methods if any(c.method == m for c in cells.values())],
-        cells=list(cells.values()),
-        best=best,
-        reference=reference,
-        has_target=bool(target),
-        cap=float(cap) if cap is not None else None,
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -255,20 +123,20 @@ def _f(v: Any) -> float:
 
 def _hyper_text(h: dict[str, Any]) -> str:
     # FedAsync has no stepsize; FedBuff's is the server stepsize η_g.
-    parts = [f"γ={_num(h['stepsize'])}"] if h.get("stepsize") is not None else []
+    parts = [f"γ={fmt_value(h['stepsize'])}"] if h.get("stepsize") is not None else []
     if h.get("mixing") is not None:
-        parts.append(f"α={_num(h['mixing'])}")
+        parts.append(f"α={fmt_value(h['mixing'])}")
     if h.get("buffer_size") is not None:
         parts.append(f"K={h['buffer_size']}")
     if h.get("local_stepsize") is not None:
-        parts.append(f"η_l={_num(h['local_stepsize'])}")
+        parts.append(f"η_l={fmt_value(h['local_stepsize'])}")
         parts.append(f"Q={h.get('local_steps', 1)}")
     if h.get("client_max_norm") is not None:
-        parts.append(f"client c={_num(h['client_max_norm'])}")
+        parts.append(f"client c={fmt_value(h['client_max_norm'])}")
     if h.get("server_momentum") is not None:
-        parts.append(f"β={_num(h['server_momentum'])}")
+        parts.append(f"β={fmt_value(h['server_momentum'])}")
     if h.get("max_norm") is not None:
-        parts.append(f"c={_num(h['max_norm'])}")
+        parts.append(f"c={fmt_value(h['max_norm'])}")
     if h.get("max_delay") is not None:
         parts.append(f"R={h['max_delay']}")
     if h.get("batch_size") is not None:
@@ -278,22 +146,6 @@ def _hyper_text(h: dict[str, Any]) -> str:
     if h.get("assign") == "random":
         parts.append("random assignment")
     return ", ".join(parts)
-
-
-def speedups(a: Analysis) -> dict[tuple[tuple[Any, ...], str], float]:
-    """Baseline best mean ÷ reference best mean, per (point, baseline)."""
-    out: dict[tuple[tuple[Any, ...], str], float] = {}
-    if a.reference is None:
-        return out
-    for p in a.points:
-        ref = a.best.get((p, a.reference))
-        if ref is None:
-            continue
-        for m in a.methods:
-            other = a.best.get((p, m))
-            if m != a.reference and other is not None and ref.mean > 0:
-                out[(p, m)] = other.mean / ref.mean
-    return out
 
 
 def paper_comparison(a: Analysis) -> list[dict[str, Any]]:
@@ -346,7 +198,7 @@ def _tail_lines(diag: dict[str, Any], a: Analysis) -> list[str]:
     for e in entries:
         point = e.get("point") or {}
         label = (
-            ", ".join(f"{_short(k)}={_num(v)}" for k, v in point.items())
+            ", ".join(f"{short_key(k)}={fmt_value(v)}" for k, v in point.items())
             if point
             else "-"
         )
@@ -451,12 +303,6 @@ def findings(a: Analysis) -> list[str]:
 # Records of the best runs (for the curve, delay and norm plots).
 
 
-def _representative(cell: Cell) -> dict[str, Any]:
-    """The run of a cell shown in curve plots: its median-score seed."""
-    order = np.argsort(cell.scores, kind="stable")
-    return cell.runs[int(order[(len(order) - 1) // 2])]
-
-
 def _panel_points(a: Analysis) -> list[tuple[Any, ...]]:
     if len(a.points) <= 2:
         return list(a.points)
@@ -515,7 +361,7 @@ def _figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
             cell = a.best.get((p, m))
             if cell is None:
                 continue
-            run = _representative(cell)
+            run = representative(cell)
             path = out / RUNS_DIR / run["run_id"] / "evals.csv"
             if path.is_file():
                 ev = read_columns(path)
@@ -538,7 +384,7 @@ def _figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
         cell = a.best.get((last, m))
         if cell is None:
             continue
-        run = _representative(cell)
+        run = representative(cell)
         path = arrivals_path(out / RUNS_DIR / run["run_id"])
         if path is None:
             continue
