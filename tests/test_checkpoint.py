@@ -3,6 +3,7 @@ and resume through run_resumable on the simulator and the local pool."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from clipasync.checkpoint import (
+    LEGACY_CLASS_PATHS,
     Checkpoint,
     decode_tree,
     encode_tree,
@@ -21,11 +23,18 @@ from clipasync.checkpoint import (
 from clipasync.engine import StopRule, run
 from clipasync.errors import ConfigError
 from clipasync.policies import AsyncSGD, Rennala, Ringmaster, SyncMinibatch
+from clipasync.policies.async_sgd import AsyncState
 from clipasync.runtime import LocalPool
 from clipasync.runtime.driver import checkpoint_streams, run_resumable
 from clipasync.sim import SimulatedPool
 from clipasync.timing import FixedTimes
 from clipasync.transforms import chain, clip_by_norm, scale, scale_by_delay
+from clipasync.transforms.adaptive import (
+    GeometricClipState,
+    WindowClipState,
+    clip_by_geometric_quantile,
+    clip_by_quantile,
+)
 from tests.conftest import noisy_quadratic_grad, run_resumable_and_close
 
 POLICIES = {
@@ -111,10 +120,131 @@ def test_every_policy_state_round_trips_without_pickle(name, tmp_path):
 def test_decoder_refuses_foreign_classes():
     with pytest.raises(ConfigError, match="outside clipasync"):
         decode_tree({"__dataclass__": "os:PathLike", "fields": {}}, {})
+    # Only the listed legacy paths are rewritten; another old path is unknown.
+    for path in ("clipasync.adaptive:Other", "clipasync.nowhere:WindowClipState"):
+        with pytest.raises(ConfigError, match="unknown class"):
+            decode_tree({"__namedtuple__": path, "fields": {}}, {})
     with pytest.raises(TypeError):
         encode_tree(lambda: 0, {})
     with pytest.raises(TypeError):
         encode_tree(np.array([object()]), {})
+
+
+#: An AsyncSGD state with adaptive clipping as ``save_checkpoint`` wrote it before the
+#: modules moved (commit of the old layout: clipasync.adaptive held the states).
+OLD_LAYOUT_STATE = {
+    "__dataclass__": "clipasync.policies.async_sgd:AsyncState",
+    "fields": {
+        "x": {"__array__": "a0"},
+        "version": 4,
+        "transform_state": {
+            "__tuple__": [
+                {
+                    "__namedtuple__": "clipasync.adaptive:WindowClipState",
+                    "fields": {
+                        "max_norm": 1.5,
+                        "norms": {"__array__": "a1"},
+                        "num_seen": 2,
+                    },
+                },
+                {
+                    "__namedtuple__": "clipasync.adaptive:GeometricClipState",
+                    "fields": {"max_norm": 2.0, "num_seen": 3},
+                },
+                None,
+            ]
+        },
+        "num_workers": 2,
+        "rng": {
+            "__generator__": {
+                "__dict__": {
+                    "bit_generator": "PCG64",
+                    "state": {
+                        "__dict__": {
+                            "state": 323726261719206589602543583274561722519,
+                            "inc": 222003063171874261427395693950637096479,
+                        }
+                    },
+                    "has_uint32": 0,
+                    "uinteger": 0,
+                }
+            }
+        },
+    },
+}
+
+
+def test_a_state_written_with_old_class_paths_decodes_to_the_moved_classes():
+    arrays = {"a0": np.array([0.5, -1.0]), "a1": np.array([1.0, 2.0, 0.0])}
+    state = decode_tree(OLD_LAYOUT_STATE, arrays)
+    assert type(state) is AsyncState
+    window, geometric, scale_state = state.transform_state
+    assert type(window) is WindowClipState and type(geometric) is GeometricClipState
+    assert (window.max_norm, window.num_seen) == (1.5, 2)
+    np.testing.assert_array_equal(window.norms, [1.0, 2.0, 0.0])
+    assert geometric == GeometricClipState(2.0, 3) and scale_state is None
+    assert state.rng.bit_generator.state == np.random.default_rng(3).bit_generator.state
+    # Encoded again, the state names where the classes live now.
+    again = json.dumps(encode_tree(state, {}))
+    assert "clipasync.transforms.adaptive:WindowClipState" in again
+    assert "clipasync.adaptive:" not in again
+
+
+def _defined_at(path):
+    """Where the class a path names is defined now (``None``: it names nothing)."""
+    module, _, name = path.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def test_every_legacy_path_names_the_moved_class_exactly():
+    assert "clipasync.adaptive:WindowClipState" in LEGACY_CLASS_PATHS
+    assert "clipasync.federated.staleness:HingeStaleness" in LEGACY_CLASS_PATHS
+    for old, new in LEGACY_CLASS_PATHS.items():
+        assert _defined_at(old) != old  # the class really left its old path
+        assert _defined_at(new) == new
+        assert old.rpartition(":")[2] == new.rpartition(":")[2]
+
+
+def test_resume_from_a_checkpoint_with_old_class_paths(tmp_path):
+    policy = AsyncSGD(
+        chain(
+            clip_by_quantile(0.5, window=4), clip_by_geometric_quantile(0.9), scale(0.1)
+        )
+    )
+    timing = FixedTimes((1.0, 1.5, 2.5))
+
+    def drive(directory, stop, resume=False):
+        return run_resumable(
+            policy,
+            SimulatedPool(timing, noisy_quadratic_grad, 4),
+            np.ones(4),
+            stop=stop,
+            rng=np.random.default_rng(0),
+            checkpoint_dir=directory,
+            checkpoint_every=5,
+            resume=resume,
+        )
+
+    new_dir, old_dir = tmp_path / "new", tmp_path / "old"
+    drive(new_dir, StopRule(max_updates=12))
+    old_dir.mkdir()
+    meta = (new_dir / "checkpoint.json").read_text()
+    assert "clipasync.transforms.adaptive:WindowClipState" in meta
+    # What the old layout wrote: the same checkpoint naming the old module.
+    old_meta = meta.replace("clipasync.transforms.adaptive:", "clipasync.adaptive:")
+    (old_dir / "checkpoint.json").write_text(old_meta)
+    npz = json.loads(meta)["arrays"]
+    (old_dir / npz).write_bytes((new_dir / npz).read_bytes())
+    a = drive(new_dir, StopRule(max_updates=30), resume=True)
+    b = drive(old_dir, StopRule(max_updates=30), resume=True)
+    assert a.version == b.version == 30
+    np.testing.assert_array_equal(a.params, b.params)
+    for name, col in a.recorder.arrival_arrays().items():
+        np.testing.assert_array_equal(col, b.recorder.arrival_arrays()[name])
 
 
 def test_crash_between_write_and_rename_keeps_the_old_checkpoint(tmp_path, monkeypatch):
@@ -221,3 +351,80 @@ def test_torch_state_dict_round_trip(tmp_path):
     fresh.load_state_dict(torch.load(path, weights_only=True))
     flat = torch.cat([p.detach().reshape(-1) for p in fresh.parameters()]).numpy()
     np.testing.assert_array_equal(flat, x)
+
+
+class _Recording(SimulatedPool):
+    """A simulator that remembers every submission as (worker, version, x)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.submitted = []
+
+    def submit(self, worker, x, version):
+        self.submitted.append((worker, version, None if x is None else x.copy()))
+        return super().submit(worker, x, version)
+
+
+def test_resume_mid_round_reasks_only_the_missing_minibatch_workers(tmp_path):
+    # Times (1, 2, 3): the round at x0 ends at t=3 (version 1); w0's gradient at x1
+    # arrives at t=4 and the run stops (4 arrivals). The resumed driver lost the jobs
+    # of w1 and w2 at x1: only they get new jobs, and their two gradients complete
+    # the round that w0's checkpointed gradient started.
+    policy = POLICIES["minibatch"]
+    timing = FixedTimes((1.0, 2.0, 3.0))
+    kw = dict(checkpoint_dir=tmp_path, checkpoint_every=1, rng=np.random.default_rng(0))
+    first = run_resumable(
+        policy,
+        SimulatedPool(timing, noisy_quadratic_grad, 4),
+        np.ones(2),
+        stop=StopRule(max_arrivals=4),
+        **kw,
+    )
+    assert first.version == 1 and load_checkpoint(tmp_path).state.waiting == (0,)
+    pool = _Recording(timing, noisy_quadratic_grad, 4)
+    res = run_resumable(
+        policy, pool, np.ones(2), stop=StopRule(max_updates=2), resume=True, **kw
+    )
+    assert [(w, v) for w, v, _ in pool.submitted[:2]] == [(1, 1), (2, 1)]
+    assert res.version == 2 and res.counts["arrivals"] == 4 + 2
+
+
+class _RestartAtZero:
+    """AsyncSGD whose own restart rule moves the iterate to 0 (a policy-defined rule
+    the driver must apply without knowing the policy's type)."""
+
+    def __init__(self):
+        self.inner = AsyncSGD(scale(0.1))
+        self.name = "restart_at_zero"
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def restart(self, state):
+        return AsyncState(
+            np.zeros_like(state.x),
+            state.version,
+            state.transform_state,
+            state.num_workers,
+            state.rng,
+        )
+
+
+def test_the_driver_resumes_through_the_policys_restart(tmp_path):
+    timing = FixedTimes((1.0, 1.5))
+    kw = dict(checkpoint_dir=tmp_path, checkpoint_every=3, rng=np.random.default_rng(0))
+    policy = _RestartAtZero()
+    run_resumable(
+        policy,
+        SimulatedPool(timing, noisy_quadratic_grad, 1),
+        np.ones(3),
+        stop=StopRule(max_updates=6),
+        **kw,
+    )
+    pool = _Recording(timing, noisy_quadratic_grad, 1)
+    run_resumable(
+        policy, pool, np.ones(3), stop=StopRule(max_updates=9), resume=True, **kw
+    )
+    assert [(w, v) for w, v, _ in pool.submitted[:2]] == [(0, 6), (1, 6)]
+    for _, _, x in pool.submitted[:2]:
+        np.testing.assert_array_equal(x, np.zeros(3))

@@ -516,6 +516,38 @@ def test_periodic_offline_intervals() -> None:
     assert m.lost(1, 0, 3.0, 4.0, rng) is False and m.lost(1, 0, 3.0, 5.5, rng) is True
 
 
+def test_dropout_models_live_in_sim_dropout_and_the_sim_package_exports_them() -> None:
+    import clipasync.sim
+    from clipasync.sim import dropout
+
+    for name in ("BernoulliDropout", "PeriodicOffline", "ScriptedDropout"):
+        cls = getattr(dropout, name)
+        assert cls.__module__ == "clipasync.sim.dropout"
+        assert getattr(clipasync.sim, name) is cls
+    assert make_dropout({"kind": "bernoulli", "p": 0.25}) == BernoulliDropout(0.25)
+    spec = {"kind": "periodic", "period": 10, "off_time": 2, "phases": [0, 5]}
+    assert make_dropout(spec) == PeriodicOffline(10, 2, (0.0, 5.0))
+    with pytest.raises(ConfigError, match="phases list 2 workers, the pool has 3"):
+        dropout.check_phases(make_dropout(spec), 3)
+    with pytest.raises(ConfigError, match="unknown dropout kind"):
+        make_dropout({"kind": "always"})
+
+
+def test_worker_streams_are_made_once_at_first_use() -> None:
+    from clipasync.sim.pool import WorkerStreams
+
+    streams = WorkerStreams(7, Stream.AVAILABILITY, 3)
+    assert streams.peek(1) is None
+    rng = streams(1)
+    assert streams(1) is rng and streams.peek(1) is rng and streams.peek(0) is None
+    first = rng.random()
+    assert first == stream(7, Stream.AVAILABILITY, 1).random()
+    state = rng.bit_generator.state
+    again = WorkerStreams(7, Stream.AVAILABILITY, 3)
+    again.restore(1, state)
+    assert again(1).random() == rng.random()
+
+
 def fedbuff_run(pool: Any, max_updates: int = 12) -> Any:
     return run(
         FedBuff(2, scale(0.5)),

@@ -15,12 +15,16 @@ import pytest
 from clipasync.engine import StopRule, run
 from clipasync.errors import ConfigError
 from clipasync.policies.async_sgd import AsyncSGD
+from clipasync.policies.base import next_worker
+from clipasync.policies.fedasync import FedAsync
+from clipasync.policies.fedbuff import FedBuff
 from clipasync.policies.rennala import Rennala, SyncMinibatch
 from clipasync.policies.ringmaster import Ringmaster
 from clipasync.seeding import Stream, stream
 from clipasync.sim import SimulatedPool
 from clipasync.timing import FixedTimes, random_times
 from clipasync.transforms import chain, clip_by_norm, scale, scale_by_delay
+from clipasync.types import Arrival
 from tests.conftest import ScriptedRng, diag_quadratic_grad, noisy_quadratic_grad
 
 X0 = np.array([1.0, 1.0])
@@ -301,3 +305,74 @@ def test_policies_do_not_mutate_x0():
         rng=np.random.default_rng(0),
     )
     np.testing.assert_array_equal(x0, before)
+
+
+# ------------------------------------------------------------------- restart rules
+
+
+def _arrive(policy, state, worker, version, g):
+    return policy.on_arrival(state, Arrival(0, worker, version, np.asarray(g), 1.0))
+
+
+def test_ringmaster_restart_makes_every_job_fresh():
+    # n=3, R=2, cancel_stale. w0 arrives at v0 with g=(1,2): x1=(0.5,0), its record
+    # becomes 1, the others stay at 0. A lost-and-restarted run dispatches everyone
+    # at version 1: the record is (1,1,1), x and version are kept.
+    policy = Ringmaster(scale(0.5), max_delay=2, cancel_stale=True)
+    state = policy.init(X0, 3, np.random.default_rng(0))
+    state, _ = _arrive(policy, state, 0, 0, [1.0, 2.0])
+    assert state.dispatched == (1, 0, 0)
+    fresh = policy.restart(state)
+    assert fresh.dispatched == (1, 1, 1) and fresh.version == 1
+    np.testing.assert_array_equal(policy.params(fresh), [0.5, 0.0])
+    assert policy.start(fresh) == (0, 1, 2)
+    # w0 at v1 makes version 2 (limit 0): without the restart the jobs of w1 and w2
+    # (dispatched at v0) are hopeless and cancelled; after it they are fresh.
+    _, old_reply = _arrive(policy, state, 0, 1, [0.5, 0.0])
+    _, new_reply = _arrive(policy, fresh, 0, 1, [0.5, 0.0])
+    assert old_reply.cancel == (1, 2) and new_reply.cancel == ()
+
+
+def test_minibatch_restart_reasks_only_the_missing_workers():
+    # n=3 at x0: w0 and w2 have sent (1,2) and (3,0); after a restart only w1 gets a
+    # job; its (2,4) completes the round: mean (2,2), x1 = (1,1) - ½(2,2) = (0,0).
+    policy = SyncMinibatch(scale(0.5))
+    state = policy.init(X0, 3, np.random.default_rng(0))
+    assert policy.start(state) == (0, 1, 2)
+    state, _ = _arrive(policy, state, 0, 0, [1.0, 2.0])
+    state, _ = _arrive(policy, state, 2, 0, [3.0, 0.0])
+    state = policy.restart(state)
+    assert policy.start(state) == (1,)
+    state, reply = _arrive(policy, state, 1, 0, [2.0, 4.0])
+    np.testing.assert_array_equal(policy.params(state), [0.0, 0.0])
+    assert reply.applied and reply.dispatch == (0, 1, 2)
+    assert policy.version(state) == 1 and policy.start(state) == (0, 1, 2)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        AsyncSGD(scale(0.5), assign="random"),
+        Rennala(scale(0.5), batch_size=2),
+        FedAsync(0.5),
+        FedBuff(2, scale(1.0)),
+    ],
+    ids=lambda p: p.name,
+)
+def test_restart_keeps_the_state_of_the_other_policies(policy):
+    # Rennala keeps its partial batch at x_k (those gradients are still fresh),
+    # FedBuff its buffer, AsyncSGD and FedAsync their random stream.
+    state = policy.init(X0, 3, np.random.default_rng(0))
+    state, _ = _arrive(policy, state, 1, 0, [1.0, 2.0])
+    again = policy.restart(state)
+    assert policy.version(again) == policy.version(state)
+    np.testing.assert_array_equal(policy.params(again), policy.params(state))
+    assert again is state
+    assert policy.start(again) == (0, 1, 2)
+
+
+def test_next_worker_same_and_random():
+    state = AsyncSGD(scale(0.1)).init(X0, 4, ScriptedRng([3, 0]))
+    assert next_worker("same", state, 2) == (2,)
+    assert next_worker("random", state, 2) == (3,)
+    assert next_worker("random", state, 2) == (0,)

@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray")
 from clipasync.engine import StopRule, run  # noqa: E402
 from clipasync.policies import AsyncSGD  # noqa: E402
 from clipasync.runtime import ProblemTask, RayPool  # noqa: E402
-from clipasync.runtime.ray_pool import _loopback_node_ip  # noqa: E402
+from clipasync.runtime.ray_session import _loopback_node_ip  # noqa: E402
 from clipasync.timing import FixedTimes  # noqa: E402
 from clipasync.transforms import scale  # noqa: E402
 

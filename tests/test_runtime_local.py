@@ -3,11 +3,13 @@
 With scripted compute times far enough apart that the wall-clock order of events is
 unambiguous, both pools deliver the same arrivals in the same order from the same
 per-worker oracle streams, so every policy produces bit-identical iterates. This is
-the test that proves the algorithm layer is shared (DESIGN.md §1).
+the test that proves the algorithm layer is shared: the server loop of Erickson &
+Johansson (2026, arXiv 2606.13287, Algorithms 1–2) runs unchanged on both.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +20,8 @@ from clipasync.engine import StopRule, run
 from clipasync.errors import ConfigError
 from clipasync.policies import AsyncSGD, Rennala, Ringmaster, SyncMinibatch
 from clipasync.runtime import LocalPool
+from clipasync.runtime._oracle import OracleWorker, check_worker, pool_size
+from clipasync.seeding import Stream, stream
 from clipasync.sim import SimulatedPool
 from clipasync.timing import TraceTimes
 from clipasync.transforms import chain, clip_by_norm, scale, scale_by_delay
@@ -172,3 +176,43 @@ def test_trace_export_replays_and_compares(tmp_path):
     assert 0.6 < cmp.rate_ratio <= 1.05
     assert cmp.quantiles["mean"][0] == pytest.approx(1.0, abs=0.2)
     assert cmp.wasserstein < 1.0
+
+
+def test_one_job_on_a_worker_sleeps_then_computes_and_a_cancel_skips_the_oracle():
+    # Times (30 ms, 10 ms) on worker 0 of a two-job trace; the oracle is the noisy
+    # quadratic, whose draws come from stream(seed, ORACLE, 0).
+    trace = TraceTimes(((30.0, 10.0),))
+    worker = OracleWorker(noisy_quadratic_grad, 0, 5, trace)
+    expected = np.ones(2) + stream(5, Stream.ORACLE, 0).standard_normal(2)
+    out = worker.run_job(np.ones(2), 0.0, threading.Event(), 0.001)
+    assert out.status == "ok" and out.seconds >= 0.030
+    np.testing.assert_array_equal(out.payload, expected)
+    # A job cancelled during its sleep has drawn its time but never the oracle.
+    before = worker.streams()
+    cancelled = threading.Event()
+    cancelled.set()
+    out = worker.run_job(np.ones(2), 0.0, cancelled, 0.001)
+    assert (out.status, out.payload, out.seconds) == ("cancelled", None, 0.0)
+    assert worker.streams() == {**before, "timing_jobs": 2}
+    # The trace has no third job: the worker is exhausted for good.
+    for _ in range(2):
+        out = worker.run_job(np.ones(2), 0.0, threading.Event(), 0.001)
+        assert out.status == "exhausted" and worker.exhausted
+    assert worker.streams()["timing_jobs"] == 2
+
+
+def test_pool_arguments_are_checked_once_for_every_real_pool():
+    assert pool_size(3, None, 1.0, None) == 3
+    assert pool_size(None, TraceTimes(((1.0,), (1.0,))), 0.5, [None, None]) == 2
+    for args, match in [
+        ((None, None, 1.0, None), "num_workers must be an integer"),
+        ((0, None, 1.0, None), "num_workers must be an integer"),
+        ((3, TraceTimes(((1.0,),)), 1.0, None), "disagrees"),
+        ((2, None, 0.0, None), "time_unit_s"),
+        ((2, None, 1.0, [None]), "streams must list 2"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            pool_size(*args)
+    check_worker(1, 2)
+    with pytest.raises(ConfigError, match=r"\[0, 2\)"):
+        check_worker(2, 2)

@@ -12,6 +12,8 @@ Writes are atomic: the new ``.npz`` is written under a fresh name (temp file, fs
 the previous ``.npz`` removed. A crash at any point leaves the previous checkpoint
 whole. Nothing is ever unpickled: frozen-dataclass states are encoded as tagged JSON
 (:func:`encode_tree`) and rebuilt only for classes defined inside ``clipasync``.
+A class is named by its ``module:qualname`` path; a checkpoint written before a class
+moved names its old path, which :data:`LEGACY_CLASS_PATHS` maps to the new one.
 
 PyTorch weights are saved separately as a ``state_dict`` of tensors
 (:func:`save_state_dict`), which ``torch.load(path, weights_only=True)`` reloads.
@@ -42,6 +44,52 @@ META = "checkpoint.json"
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
 _SAFE_PACKAGE = "clipasync."
 Json = Any
+
+#: Class paths of checkpoints written by earlier layouts of the package (before the
+#: modules moved into floors) -> the path of the same class now. The decoder reads
+#: an old path through this table, and nowhere else is a path rewritten. Every
+#: public dataclass or NamedTuple of a moved module on the algorithm and execution
+#: floors is listed (the states a checkpoint can hold among them).
+LEGACY_CLASS_PATHS: dict[str, str] = {
+    "clipasync.adaptive:GeometricClipState": (
+        "clipasync.transforms.adaptive:GeometricClipState"
+    ),
+    "clipasync.adaptive:WindowClipState": (
+        "clipasync.transforms.adaptive:WindowClipState"
+    ),
+    "clipasync.datasets.fashion_mnist:FashionMNIST": (
+        "clipasync.problems.datasets.fashion_mnist:FashionMNIST"
+    ),
+    "clipasync.datasets.text:CharData": "clipasync.problems.datasets.text:CharData",
+    "clipasync.datasets.text:CharVocab": "clipasync.problems.datasets.text:CharVocab",
+    "clipasync.federated.availability:BernoulliDropout": (
+        "clipasync.sim.dropout:BernoulliDropout"
+    ),
+    "clipasync.federated.availability:PeriodicOffline": (
+        "clipasync.sim.dropout:PeriodicOffline"
+    ),
+    "clipasync.federated.availability:ScriptedDropout": (
+        "clipasync.sim.dropout:ScriptedDropout"
+    ),
+    "clipasync.federated.staleness:ConstantStaleness": (
+        "clipasync.policies.staleness:ConstantStaleness"
+    ),
+    "clipasync.federated.staleness:HingeStaleness": (
+        "clipasync.policies.staleness:HingeStaleness"
+    ),
+    "clipasync.federated.staleness:PolynomialStaleness": (
+        "clipasync.policies.staleness:PolynomialStaleness"
+    ),
+    "clipasync.sim:TimingSummary": "clipasync.sim.timing_only:TimingSummary",
+    "clipasync.theory:ClippedAsgdAdvice": "clipasync.theory.advice:ClippedAsgdAdvice",
+    "clipasync.theory:LowerBound": "clipasync.theory.bounds:LowerBound",
+    "clipasync.theory:NoiseEstimate": "clipasync.theory.estimators:NoiseEstimate",
+    "clipasync.theory:TheoryReport": "clipasync.theory.summary:TheoryReport",
+    "clipasync.theory:TwoSpeedDelays": "clipasync.theory.bounds:TwoSpeedDelays",
+    "clipasync.transforms:GradientTransform": (
+        "clipasync.transforms.base:GradientTransform"
+    ),
+}
 
 
 # --------------------------------------------------------------------- tree codec
@@ -146,12 +194,21 @@ def _class_path(cls: type) -> str:
 
 
 def _import_class(path: str) -> Any:
+    path = LEGACY_CLASS_PATHS.get(path, path)
     module, _, qualname = path.partition(":")
     if not (module + ".").startswith(_SAFE_PACKAGE) or "<" in qualname:
         raise ConfigError(f"checkpoint names a class outside clipasync: {path!r}")
-    obj: Any = importlib.import_module(module)
+    unknown = ConfigError(f"checkpoint names an unknown class: {path!r}")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ModuleNotFoundError as exc:  # a missing extra (torch, ...) is re-raised
+        if exc.name is None or not f"{module}.".startswith(f"{exc.name}."):
+            raise
+        raise unknown from None
     for part in qualname.split("."):
-        obj = getattr(obj, part)
+        obj = getattr(obj, part, unknown)
+        if obj is unknown:
+            raise unknown
     return obj
 
 

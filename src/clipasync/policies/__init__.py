@@ -1,4 +1,10 @@
-"""Server policies: one state machine per asynchronous method (DESIGN.md §3)."""
+"""Server policies: one state machine per asynchronous method.
+
+Each is a :class:`~clipasync.policies.base.ServerPolicy`, the server loop of Erickson &
+Johansson (2026), "Clipping Makes Distributed and Federated Asynchronous SGD Robust to
+Stragglers" (arXiv 2606.13287), Algorithms 1 and 2, with the update rule of one
+method.
+"""
 
 from clipasync.policies.async_sgd import AsyncSGD, AsyncState
 from clipasync.policies.base import ServerPolicy

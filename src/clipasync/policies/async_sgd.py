@@ -22,16 +22,23 @@ References:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
-from clipasync.errors import ConfigError
-from clipasync.policies.base import checked_norm, skipped_reply
-from clipasync.transforms import GradientTransform
+from clipasync.policies.base import (
+    Assign,
+    PolicyBase,
+    check_assign,
+    check_num_workers,
+    checked_norm,
+    next_worker,
+    skipped_reply,
+)
+from clipasync.transforms.base import GradientTransform
 from clipasync.types import Arrival, Reply, UpdateContext, Vector
 
-Assign = Literal["same", "random"]
+__all__ = ["Assign", "AsyncSGD", "AsyncState"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +61,7 @@ class AsyncState:
 
 
 @dataclass(frozen=True)
-class AsyncSGD:
+class AsyncSGD(PolicyBase[AsyncState]):
     """Asynchronous SGD applying every arrival at once (see module docstring).
 
     Args:
@@ -68,23 +75,13 @@ class AsyncSGD:
     name: str = "async_sgd"
 
     def __post_init__(self) -> None:
-        if self.assign not in ("same", "random"):
-            raise ConfigError(f"assign must be 'same' or 'random', got {self.assign!r}")
+        check_assign(self.assign)
 
     def init(
         self, x0: Vector, num_workers: int, rng: np.random.Generator
     ) -> AsyncState:
-        if num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
-        return AsyncState(x0, 0, self.transform.init(x0), num_workers, rng)
-
-    def start(self, state: AsyncState) -> tuple[int, ...]:
-        return tuple(range(state.num_workers))
-
-    def _next_worker(self, state: AsyncState, worker: int) -> tuple[int, ...]:
-        if self.assign == "same":
-            return (worker,)
-        return (int(state.rng.integers(state.num_workers)),)
+        n = check_num_workers(num_workers)
+        return AsyncState(x0, 0, self.transform.init(x0), n, rng)
 
     def on_arrival(
         self, state: AsyncState, arrival: Arrival
@@ -99,15 +96,12 @@ class AsyncSGD:
                 state.num_workers,
                 state.rng,
             )
-            reply = Reply(
-                applied=True, dispatch=self._next_worker(state, arrival.worker)
-            )
-            return new, reply
+            nxt = next_worker(self.assign, state, arrival.worker)
+            return new, Reply(applied=True, dispatch=nxt)
         norm = checked_norm(g)
         if norm is None:
-            return state, skipped_reply(
-                arrival.worker, self._next_worker(state, arrival.worker)
-            )
+            nxt = next_worker(self.assign, state, arrival.worker)
+            return state, skipped_reply(arrival.worker, nxt)
         ctx = UpdateContext(
             state.version, delay, arrival.worker, state.num_workers, norm, g
         )
@@ -116,15 +110,8 @@ class AsyncSGD:
         new = AsyncState(
             state.x - u, state.version + 1, ts, state.num_workers, state.rng
         )
-        return new, Reply(
-            applied=True, dispatch=self._next_worker(state, arrival.worker), info=info
-        )
-
-    def params(self, state: AsyncState) -> Vector:
-        return state.x
-
-    def version(self, state: AsyncState) -> int:
-        return state.version
+        nxt = next_worker(self.assign, state, arrival.worker)
+        return new, Reply(applied=True, dispatch=nxt, info=info)
 
     def to_config(self) -> dict[str, Any]:
         return {"policy": "AsyncSGD", "assign": self.assign}

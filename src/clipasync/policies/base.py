@@ -1,9 +1,11 @@
-"""The ``ServerPolicy`` protocol and helpers shared by every server rule.
+"""The ``ServerPolicy`` protocol and the parts shared by every server rule.
 
 A policy is a state machine that reacts to one arrival at a time:
-``on_arrival(state, arrival) -> (state, reply)``. It never reads a clock, prints,
-logs, touches files or talks to Ray, so the same object drives the simulator and the
-Ray runtime (DESIGN.md §1).
+``on_arrival(state, arrival) -> (state, reply)``, the server loop of Erickson &
+Johansson (2026), "Clipping Makes Distributed and Federated Asynchronous SGD Robust
+to Stragglers" (arXiv 2606.13287), Algorithms 1 and 2. It never reads a clock,
+prints, logs, touches files or talks to Ray, so the same object drives the simulator
+and the Ray runtime.
 
 Conventions (written once, used by every policy):
 
@@ -13,23 +15,34 @@ Conventions (written once, used by every policy):
   applied, and the worker is re-dispatched so concurrency is kept.
 * ``payload is None`` means a timing-only run: the policy advances its version as if
   it had applied an update and leaves x unchanged.
+* After every job in flight was lost (a resumed run), the run continues from
+  ``restart(state)`` and dispatches ``start`` of that state.
+
+:class:`PolicyBase` writes ``start``, ``params``, ``version`` and ``restart`` once for
+states that hold ``x``, ``version`` and ``num_workers``; :func:`next_worker` is the
+job assignment of Algorithms 1 (``"same"``) and 2 (``"random"``).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 import numpy as np
 
-from clipasync.transforms import grad_norm
+from clipasync.errors import ConfigError
+from clipasync.transforms.clipping import grad_norm
 from clipasync.types import Arrival, Reply, Vector
 
 S = TypeVar("S")
 
+#: Who gets the next job: the worker that returned (Algorithm 1) or a uniformly
+#: drawn one, FIFO-queued if busy (Algorithm 2).
+Assign = Literal["same", "random"]
+
 
 class ServerPolicy(Protocol[S]):
-    """A server rule of an asynchronous method (see DESIGN.md §3)."""
+    """A server rule of an asynchronous method (arXiv 2606.13287, Algorithms 1–2)."""
 
     @property
     def name(self) -> str:
@@ -41,7 +54,8 @@ class ServerPolicy(Protocol[S]):
         ...
 
     def start(self, state: S) -> tuple[int, ...]:
-        """Return the workers that get a job at x_0 when the run starts."""
+        """Return the workers that get a job at the current model when a run starts
+        (or continues from :meth:`restart`)."""
         ...
 
     def on_arrival(self, state: S, arrival: Arrival) -> tuple[S, Reply]:
@@ -56,9 +70,90 @@ class ServerPolicy(Protocol[S]):
         """Return k, the number of updates applied so far."""
         ...
 
+    def restart(self, state: S) -> S:
+        """Return the state to continue from once every job in flight is lost (a
+        resumed run): iterate, version and random stream are kept; the run then
+        dispatches :meth:`start` of the returned state."""
+        ...
+
     def to_config(self) -> dict[str, Any]:
         """Return the hyperparameters as plain data (for records)."""
         ...
+
+
+class CoreState(Protocol):
+    """What every policy state holds (read-only)."""
+
+    @property
+    def x(self) -> Vector:
+        """The current iterate x_k."""
+        ...
+
+    @property
+    def version(self) -> int:
+        """k, the number of updates applied so far."""
+        ...
+
+    @property
+    def num_workers(self) -> int:
+        """n, the number of workers."""
+        ...
+
+
+class RandomState(CoreState, Protocol):
+    """A state that also holds the policy's random stream (random assignment)."""
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The stream of random assignment."""
+        ...
+
+
+C = TypeVar("C", bound=CoreState)
+
+
+class PolicyBase(Generic[C]):
+    """``start``, ``params``, ``version`` and ``restart`` of a policy whose state is a
+    :class:`CoreState`; a policy overrides what it does differently."""
+
+    def start(self, state: C) -> tuple[int, ...]:
+        """Every worker gets a job at x_k."""
+        return tuple(range(state.num_workers))
+
+    def params(self, state: C) -> Vector:
+        return state.x
+
+    def version(self, state: C) -> int:
+        return state.version
+
+    def restart(self, state: C) -> C:
+        """The state is valid as it is once its jobs are lost."""
+        return state
+
+
+def check_num_workers(num_workers: int) -> int:
+    """Return ``num_workers``, or raise :class:`ConfigError` if it is below 1."""
+    if num_workers < 1:
+        raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
+    return num_workers
+
+
+def check_assign(assign: str) -> None:
+    """Raise :class:`ConfigError` unless ``assign`` is ``"same"`` or ``"random"``."""
+    if assign not in ("same", "random"):
+        raise ConfigError(f"assign must be 'same' or 'random', got {assign!r}")
+
+
+def next_worker(assign: Assign, state: RandomState, worker: int) -> tuple[int, ...]:
+    """Return the worker of the next job after ``worker``'s arrival.
+
+    ``"same"``: ``worker`` itself (Algorithm 1); ``"random"``: one drawn uniformly
+    from all n with ``state.rng`` (Algorithm 2; uniform sampling keeps the scheduled
+    oracle conditionally unbiased for ∇f = (1/n) Σ ∇f_i).
+    """
+    if assign == "same":
+        return (worker,)
+    return (int(state.rng.integers(state.num_workers)),)
 
 
 def checked_norm(payload: Vector) -> float | None:

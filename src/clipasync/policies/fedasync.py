@@ -42,8 +42,15 @@ from typing import Any, Literal
 import numpy as np
 
 from clipasync.errors import ConfigError
-from clipasync.policies.async_sgd import Assign
-from clipasync.policies.base import checked_norm, skipped_reply
+from clipasync.policies.base import (
+    Assign,
+    PolicyBase,
+    check_assign,
+    check_num_workers,
+    checked_norm,
+    next_worker,
+    skipped_reply,
+)
 from clipasync.policies.staleness import ConstantStaleness, StalenessFn
 from clipasync.types import Arrival, Reply, Vector
 
@@ -66,7 +73,7 @@ class FedAsyncState:
 
 
 @dataclass(frozen=True)
-class FedAsync:
+class FedAsync(PolicyBase[FedAsyncState]):
     """Asynchronous federated optimization by model mixing (see module docstring).
 
     Args:
@@ -88,29 +95,18 @@ class FedAsync:
     def __post_init__(self) -> None:
         if not (math.isfinite(self.mixing) and 0.0 < self.mixing <= 1.0):
             raise ConfigError(f"mixing (alpha) must be in (0, 1], got {self.mixing}")
-        if self.assign not in ("same", "random"):
-            raise ConfigError(f"assign must be 'same' or 'random', got {self.assign!r}")
+        check_assign(self.assign)
 
     def init(
         self, x0: Vector, num_workers: int, rng: np.random.Generator
     ) -> FedAsyncState:
-        if num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
-        return FedAsyncState(x0, 0, num_workers, rng)
-
-    def start(self, state: FedAsyncState) -> tuple[int, ...]:
-        return tuple(range(state.num_workers))
-
-    def _next_worker(self, state: FedAsyncState, worker: int) -> tuple[int, ...]:
-        if self.assign == "same":
-            return (worker,)
-        return (int(state.rng.integers(state.num_workers)),)
+        return FedAsyncState(x0, 0, check_num_workers(num_workers), rng)
 
     def on_arrival(
         self, state: FedAsyncState, arrival: Arrival
     ) -> tuple[FedAsyncState, Reply]:
         delay = state.version - arrival.version
-        nxt = self._next_worker(state, arrival.worker)
+        nxt = next_worker(self.assign, state, arrival.worker)
         model = arrival.payload
         if model is None:  # timing-only run: advance the version, keep x
             new = FedAsyncState(
@@ -126,12 +122,6 @@ class FedAsync:
         new = FedAsyncState(x, state.version + 1, state.num_workers, state.rng)
         info = {"mixing": alpha, "staleness_weight": weight}
         return new, Reply(applied=True, dispatch=nxt, info=info)
-
-    def params(self, state: FedAsyncState) -> Vector:
-        return state.x
-
-    def version(self, state: FedAsyncState) -> int:
-        return state.version
 
     def to_config(self) -> dict[str, Any]:
         return {

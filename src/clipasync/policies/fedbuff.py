@@ -1,9 +1,10 @@
 """FedBuff: buffered asynchronous aggregation of client deltas (Nguyen et al. 2022).
 
-Each job is one client's local training (:func:`clipasync.problems.local_training.local_sgd_task`)
-from the server model of version v; it returns Δ = x_local − x_v (a *descent*
-direction, possibly clipped by the client to ``client_max_norm``). The server keeps a
-buffer; on the arrival of Δ_i with delay τ_i = k − v_i:
+Each job is one client's local training
+(:func:`clipasync.problems.local_training.local_sgd_task`) from the server model of
+version v; it returns Δ = x_local − x_v (a *descent* direction, possibly clipped by
+the client to ``client_max_norm``). The server keeps a buffer; on the arrival of Δ_i
+with delay τ_i = k − v_i:
 
 * if ``max_staleness`` is set and τ_i > ``max_staleness``: discard it (counted);
 * if Δ_i is not finite: skip it (counted);
@@ -49,10 +50,17 @@ from typing import Any, Literal
 import numpy as np
 
 from clipasync.errors import ConfigError
-from clipasync.policies.async_sgd import Assign
-from clipasync.policies.base import checked_norm, skipped_reply
+from clipasync.policies.base import (
+    Assign,
+    PolicyBase,
+    check_assign,
+    check_num_workers,
+    checked_norm,
+    next_worker,
+    skipped_reply,
+)
 from clipasync.policies.staleness import ConstantStaleness, StalenessFn
-from clipasync.transforms import GradientTransform
+from clipasync.transforms.base import GradientTransform
 from clipasync.types import Arrival, Reply, UpdateContext, Vector
 
 
@@ -80,7 +88,7 @@ class FedBuffState:
 
 
 @dataclass(frozen=True)
-class FedBuff:
+class FedBuff(PolicyBase[FedBuffState]):
     """Buffered asynchronous aggregation (see module docstring).
 
     Args:
@@ -111,29 +119,19 @@ class FedBuff:
         m = self.max_staleness
         if m is not None and not (isinstance(m, int | np.integer) and m >= 0):
             raise ConfigError(f"max_staleness must be an integer >= 0 or None, got {m}")
-        if self.assign not in ("same", "random"):
-            raise ConfigError(f"assign must be 'same' or 'random', got {self.assign!r}")
+        check_assign(self.assign)
 
     def init(
         self, x0: Vector, num_workers: int, rng: np.random.Generator
     ) -> FedBuffState:
-        if num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
-        return FedBuffState(x0, 0, self.server_transform.init(x0), num_workers, rng)
-
-    def start(self, state: FedBuffState) -> tuple[int, ...]:
-        return tuple(range(state.num_workers))
-
-    def _next_worker(self, state: FedBuffState, worker: int) -> tuple[int, ...]:
-        if self.assign == "same":
-            return (worker,)
-        return (int(state.rng.integers(state.num_workers)),)
+        n = check_num_workers(num_workers)
+        return FedBuffState(x0, 0, self.server_transform.init(x0), n, rng)
 
     def on_arrival(
         self, state: FedBuffState, arrival: Arrival
     ) -> tuple[FedBuffState, Reply]:
         delay = state.version - arrival.version
-        nxt = self._next_worker(state, arrival.worker)
+        nxt = next_worker(self.assign, state, arrival.worker)
         if self.max_staleness is not None and delay > self.max_staleness:
             return state, Reply(applied=False, discarded=True, dispatch=nxt)
         delta = arrival.payload
@@ -169,12 +167,6 @@ class FedBuff:
             x = x - u
         new = FedBuffState(x, state.version + 1, ts, state.num_workers, state.rng)
         return new, Reply(applied=True, dispatch=nxt, info=info)
-
-    def params(self, state: FedBuffState) -> Vector:
-        return state.x
-
-    def version(self, state: FedBuffState) -> int:
-        return state.version
 
     def to_config(self) -> dict[str, Any]:
         return {

@@ -31,8 +31,13 @@ from typing import Any
 import numpy as np
 
 from clipasync.errors import ConfigError
-from clipasync.policies.base import checked_norm, skipped_reply
-from clipasync.transforms import GradientTransform
+from clipasync.policies.base import (
+    PolicyBase,
+    check_num_workers,
+    checked_norm,
+    skipped_reply,
+)
+from clipasync.transforms.base import GradientTransform
 from clipasync.types import Arrival, Reply, UpdateContext, Vector
 
 
@@ -60,24 +65,41 @@ class BatchState:
     waiting: tuple[int, ...] = ()
 
 
-def _step(
-    transform: GradientTransform, state: BatchState, total: Vector | None, count: int
-) -> tuple[Vector, Any, dict[str, float]]:
-    if total is None:
-        return state.x, state.transform_state, {}
-    mean = total / count
-    ctx = UpdateContext(state.version, 0, -1, state.num_workers)
-    u, ts, info = transform.update(mean, state.transform_state, ctx)
-    return state.x - u, ts, info
-
-
-def _initial_state(
-    transform: GradientTransform, x0: Vector, num_workers: int
+def _collect(
+    state: BatchState, total: Vector | None, count: int, waiting: tuple[int, ...] = ()
 ) -> BatchState:
-    """State at x_0 with an empty batch (shared by Rennala and SyncMinibatch)."""
-    if num_workers < 1:
-        raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
-    return BatchState(x0, 0, transform.init(x0), num_workers, None, 0)
+    """The state at the same x_k, its batch now ``count`` gradients summing to
+    ``total``."""
+    x, version, ts, n = state.x, state.version, state.transform_state, state.num_workers
+    return BatchState(x, version, ts, n, total, count, waiting)
+
+
+class _BatchPolicy(PolicyBase[BatchState]):
+    """What Rennala and SyncMinibatch share: a ``transform``, an empty batch at x_0
+    and the step with the batch's mean."""
+
+    transform: GradientTransform
+
+    def init(
+        self, x0: Vector, num_workers: int, rng: np.random.Generator
+    ) -> BatchState:
+        del rng
+        n = check_num_workers(num_workers)
+        return BatchState(x0, 0, self.transform.init(x0), n, None, 0)
+
+    def _step(
+        self, state: BatchState, total: Vector | None, count: int
+    ) -> tuple[BatchState, dict[str, float]]:
+        """x_{k+1} = x_k − T(total / count), with an empty batch (timing-only:
+        ``total is None``, x is kept)."""
+        x, ts = state.x, state.transform_state
+        info: dict[str, float] = {}
+        if total is not None:
+            mean = total / count
+            ctx = UpdateContext(state.version, 0, -1, state.num_workers)
+            u, ts, info = self.transform.update(mean, ts, ctx)
+            x = x - u
+        return BatchState(x, state.version + 1, ts, state.num_workers, None, 0), info
 
 
 def _accumulate(total: Vector | None, g: Vector | None) -> Vector | None:
@@ -87,7 +109,7 @@ def _accumulate(total: Vector | None, g: Vector | None) -> Vector | None:
 
 
 @dataclass(frozen=True)
-class Rennala:
+class Rennala(_BatchPolicy):
     """Rennala SGD: mean of ``batch_size`` fresh gradients per step.
 
     Args:
@@ -109,15 +131,6 @@ class Rennala:
                 f"batch_size (B) must be an integer >= 1, got {self.batch_size}"
             )
 
-    def init(
-        self, x0: Vector, num_workers: int, rng: np.random.Generator
-    ) -> BatchState:
-        del rng
-        return _initial_state(self.transform, x0, num_workers)
-
-    def start(self, state: BatchState) -> tuple[int, ...]:
-        return tuple(range(state.num_workers))
-
     def on_arrival(
         self, state: BatchState, arrival: Arrival
     ) -> tuple[BatchState, Reply]:
@@ -133,18 +146,10 @@ class Rennala:
             info["pre_clip_norm"] = norm
         total, count = _accumulate(state.total, g), state.count + 1
         if count < self.batch_size:
-            new = BatchState(
-                state.x,
-                state.version,
-                state.transform_state,
-                state.num_workers,
-                total,
-                count,
-            )
+            new = _collect(state, total, count)
             return new, Reply(applied=False, dispatch=(w,), info=info)
-        x, ts, step_info = _step(self.transform, state, total, count)
+        new, step_info = self._step(state, total, count)
         info.update(step_info)
-        new = BatchState(x, state.version + 1, ts, state.num_workers, None, 0)
         if self.cancel_stale:
             # Each worker has exactly one job in flight (arrivals are re-dispatched),
             # all at the old point: restart them all at x_{k+1}.
@@ -152,12 +157,6 @@ class Rennala:
             everyone = tuple(range(state.num_workers))
             return new, Reply(applied=True, dispatch=everyone, cancel=others, info=info)
         return new, Reply(applied=True, dispatch=(w,), info=info)
-
-    def params(self, state: BatchState) -> Vector:
-        return state.x
-
-    def version(self, state: BatchState) -> int:
-        return state.version
 
     def to_config(self) -> dict[str, Any]:
         return {
@@ -168,7 +167,7 @@ class Rennala:
 
 
 @dataclass(frozen=True)
-class SyncMinibatch:
+class SyncMinibatch(_BatchPolicy):
     """Synchronous minibatch SGD: one gradient per worker at x_k, then a step.
 
     Args:
@@ -179,14 +178,10 @@ class SyncMinibatch:
     transform: GradientTransform
     name: str = "minibatch"
 
-    def init(
-        self, x0: Vector, num_workers: int, rng: np.random.Generator
-    ) -> BatchState:
-        del rng
-        return _initial_state(self.transform, x0, num_workers)
-
     def start(self, state: BatchState) -> tuple[int, ...]:
-        return tuple(range(state.num_workers))
+        """Every worker whose gradient at x_k is missing gets a job (all of them at
+        the start of a run; after :meth:`restart`, the round goes on)."""
+        return tuple(w for w in range(state.num_workers) if w not in state.waiting)
 
     def on_arrival(
         self, state: BatchState, arrival: Arrival
@@ -204,28 +199,13 @@ class SyncMinibatch:
             total = _accumulate(total, g)
         waiting = (*state.waiting, w)
         if len(waiting) < state.num_workers:
-            new = BatchState(
-                state.x,
-                state.version,
-                state.transform_state,
-                state.num_workers,
-                total,
-                len(waiting),
-                waiting,
-            )
+            new = _collect(state, total, len(waiting), waiting)
             return new, Reply(applied=False, info=info)
-        x, ts, step_info = _step(self.transform, state, total, len(waiting))
+        new, step_info = self._step(state, total, len(waiting))
         info.update(step_info)
-        new = BatchState(x, state.version + 1, ts, state.num_workers, None, 0)
         return new, Reply(
             applied=True, dispatch=tuple(range(state.num_workers)), info=info
         )
-
-    def params(self, state: BatchState) -> Vector:
-        return state.x
-
-    def version(self, state: BatchState) -> int:
-        return state.version
 
     def to_config(self) -> dict[str, Any]:
         return {"policy": "SyncMinibatch"}

@@ -24,8 +24,13 @@ from typing import Any
 import numpy as np
 
 from clipasync.errors import ConfigError
-from clipasync.policies.base import checked_norm, skipped_reply
-from clipasync.transforms import GradientTransform
+from clipasync.policies.base import (
+    PolicyBase,
+    check_num_workers,
+    checked_norm,
+    skipped_reply,
+)
+from clipasync.transforms.base import GradientTransform
 from clipasync.types import Arrival, Reply, UpdateContext, Vector
 
 
@@ -50,7 +55,7 @@ class RingmasterState:
 
 
 @dataclass(frozen=True)
-class Ringmaster:
+class Ringmaster(PolicyBase[RingmasterState]):
     """Asynchronous SGD that discards gradients with delay ≥ ``max_delay``.
 
     Args:
@@ -77,14 +82,18 @@ class Ringmaster:
         self, x0: Vector, num_workers: int, rng: np.random.Generator
     ) -> RingmasterState:
         del rng
-        if num_workers < 1:
-            raise ConfigError(f"num_workers must be >= 1, got {num_workers}")
-        return RingmasterState(
-            x0, 0, self.transform.init(x0), num_workers, (0,) * num_workers
-        )
+        n = check_num_workers(num_workers)
+        return RingmasterState(x0, 0, self.transform.init(x0), n, (0,) * n)
 
-    def start(self, state: RingmasterState) -> tuple[int, ...]:
-        return tuple(range(state.num_workers))
+    def restart(self, state: RingmasterState) -> RingmasterState:
+        """Every worker restarts at x_k: its dispatch version is now k."""
+        return RingmasterState(
+            state.x,
+            state.version,
+            state.transform_state,
+            state.num_workers,
+            (state.version,) * state.num_workers,
+        )
 
     def on_arrival(
         self, state: RingmasterState, arrival: Arrival
@@ -139,12 +148,6 @@ class Ringmaster:
                 d[i] = version
             dispatched = tuple(d)
         return RingmasterState(x, version, ts, state.num_workers, dispatched)
-
-    def params(self, state: RingmasterState) -> Vector:
-        return state.x
-
-    def version(self, state: RingmasterState) -> int:
-        return state.version
 
     def to_config(self) -> dict[str, Any]:
         return {

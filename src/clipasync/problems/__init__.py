@@ -39,8 +39,12 @@ from typing import TYPE_CHECKING, Any
 
 from clipasync.errors import ConfigError
 from clipasync.problems.base import Problem
+from clipasync.problems.datasets.tabular import DATASETS, FLIGHT_FEATURES
 from clipasync.problems.least_squares import LeastSquares
-from clipasync.problems.logistic import DATASETS, LogisticRegression
+from clipasync.problems.logistic import LogisticRegression
+from clipasync.problems.noise import parse_noise_spec
+from clipasync.problems.partition import partition_from_spec
+from clipasync.seeding import Stream, stream
 
 if TYPE_CHECKING:
     from clipasync.problems.mnist1d import mnist1d_mlp
@@ -145,17 +149,13 @@ def _logistic(**kwargs: Any) -> Problem:
     spec = kwargs.get("partition")
     if not isinstance(spec, Mapping):
         return LogisticRegression(**kwargs)
-    from clipasync.problems.logistic import _FLIGHT_FEATURES
-    from clipasync.problems.partition import partition_from_spec
-    from clipasync.seeding import Stream, stream
-
     whole = LogisticRegression(**{**kwargs, "partition": None})
     columns = whole.num_features - 1  # the last column is the bias
 
     def groups(key: object) -> Any:
         col = key
         if isinstance(key, str) and whole.dataset == "flights":
-            col = _FLIGHT_FEATURES.index(key) if key in _FLIGHT_FEATURES else None
+            col = FLIGHT_FEATURES.index(key) if key in FLIGHT_FEATURES else None
         if isinstance(col, bool) or not isinstance(col, int) or not 0 <= col < columns:
             raise ConfigError(
                 f"partition: unknown natural key {key!r}; use 'label' or a feature "
@@ -177,9 +177,14 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "kjv_char_lstm": _kjv_char_lstm,
 }
 
-#: Lazy entries -> (module, function) whose signature validates the arguments.
+#: Wrapping entries -> the function whose signature validates the arguments.
+_WRAPPED: dict[Callable[..., Problem], Callable[..., Any]] = {
+    _logistic: LogisticRegression,
+}
+
+#: Lazy (torch) entries -> (module, function) whose signature validates the
+#: arguments; the module is imported only when the entry is used.
 _LAZY_TARGETS: dict[Callable[..., Problem], tuple[str, str]] = {
-    _logistic: ("clipasync.problems.logistic", "LogisticRegression"),
     _mnist1d_mlp: ("clipasync.problems.mnist1d", "mnist1d_mlp"),
     _fashion_mnist_cnn: ("clipasync.problems.paper_tasks", "fashion_mnist_cnn"),
     _kjv_char_lstm: ("clipasync.problems.paper_tasks", "kjv_char_lstm"),
@@ -187,6 +192,8 @@ _LAZY_TARGETS: dict[Callable[..., Problem], tuple[str, str]] = {
 
 
 def _signature_target(factory: Callable[..., Problem]) -> Callable[..., Any]:
+    if factory in _WRAPPED:
+        return _WRAPPED[factory]
     target = _LAZY_TARGETS.get(factory)
     if target is not None:
         fn: Callable[..., Any] = getattr(importlib.import_module(target[0]), target[1])
@@ -222,9 +229,5 @@ def make_problem(
         raise ConfigError(
             f"problem {name!r}: {exc}; accepted arguments: {accepted}"
         ) from None
-    from clipasync.problems.noise import (
-        parse_noise_spec,  # noise never imports this package
-    )
-
     add_noise = parse_noise_spec(noise)  # checked before the (costly) build
     return add_noise(factory(**kwargs))

@@ -3,7 +3,8 @@
 - :class:`LocalPool`: threads in this process, wall clock (also the proof that the
   simulator and a real pool share the algorithm layer).
 - :class:`RayPool`: one Ray actor per worker, locally or on a cluster
-  (:func:`start_ray`); Ray is imported only there, lazily.
+  (:func:`start_ray`, :mod:`clipasync.runtime.ray_session`); Ray itself is
+  imported only when a pool or a session starts.
 - :func:`run_resumable`: :func:`clipasync.engine.run` with atomic checkpoints.
 - :mod:`clipasync.runtime.trace`: measured compute times as a replayable trace, and
   the simulated-vs-measured comparison.
@@ -11,19 +12,16 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from clipasync.runtime._oracle import (
     OracleWorker,
     ProblemTask,
     StreamState,
     TaskFactory,
 )
+from clipasync.runtime.driver import run_resumable
 from clipasync.runtime.local_pool import LocalPool
-
-if TYPE_CHECKING:
-    from clipasync.runtime.driver import run_resumable
-    from clipasync.runtime.ray_pool import RayPool, start_ray
+from clipasync.runtime.ray_pool import RayPool
+from clipasync.runtime.ray_session import start_ray
 
 __all__ = [
     "LocalPool",
@@ -35,17 +33,3 @@ __all__ = [
     "run_resumable",
     "start_ray",
 ]
-
-_LAZY = {
-    "RayPool": "clipasync.runtime.ray_pool",
-    "start_ray": "clipasync.runtime.ray_pool",
-    "run_resumable": "clipasync.runtime.driver",
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,10 +11,11 @@ Resume semantics (a real pool loses its in-flight jobs with the driver):
 
 * the policy continues from the checkpointed state: versions, iterate, transform
   state and policy random stream continue exactly;
-* every worker restarts at the checkpointed model, as at the start of a run
-  (``policy.start``), except that a synchronous minibatch round only re-asks the
-  workers whose gradient is missing, and Ringmaster's record of dispatch versions
-  is reset to the current version (those jobs are fresh);
+* the run continues from ``policy.restart(state)`` and dispatches
+  ``policy.start`` of that state at the checkpointed model, as at the start of a run
+  (each policy decides: a synchronous minibatch round only re-asks the workers whose
+  gradient is missing, Ringmaster resets its record of dispatch versions to the
+  current version since those jobs are fresh);
 * job ids, run time and counters continue from the checkpoint (the new pool's clock
   starts at the checkpoint's time; budgets in ``stop`` are for the whole run);
 * a pool built with the checkpoint's stream states (``streams=``, see
@@ -41,7 +42,6 @@ from clipasync.checkpoint import (
 )
 from clipasync.engine import Evaluate, RunResult, StopRule, WorkerPool, run
 from clipasync.errors import ConfigError
-from clipasync.policies import RingmasterState, SyncMinibatch
 from clipasync.policies.base import ServerPolicy
 from clipasync.recorder import Recorder
 from clipasync.types import Arrival, Reply, Vector
@@ -69,14 +69,11 @@ class _TrackedPolicy:
         if self._restored is None:
             self.state = self.policy.init(x0, num_workers, rng)
         else:
-            self.state = _fresh_dispatch_state(self._restored)
+            self.state = self.policy.restart(self._restored)
         return self.state
 
     def start(self, state: Any) -> tuple[int, ...]:
-        workers = self.policy.start(state)
-        if self._restored is not None and isinstance(self.policy, SyncMinibatch):
-            workers = tuple(w for w in workers if w not in state.waiting)
-        return workers
+        return self.policy.start(state)
 
     def on_arrival(self, state: Any, arrival: Arrival) -> tuple[Any, Reply]:
         self.state, reply = self.policy.on_arrival(state, arrival)
@@ -88,16 +85,11 @@ class _TrackedPolicy:
     def version(self, state: Any) -> int:
         return self.policy.version(state)
 
+    def restart(self, state: Any) -> Any:
+        return self.policy.restart(state)
+
     def to_config(self) -> dict[str, Any]:
         return self.policy.to_config()
-
-
-def _fresh_dispatch_state(state: Any) -> Any:
-    if isinstance(state, RingmasterState):
-        return dataclasses.replace(
-            state, dispatched=(state.version,) * state.num_workers
-        )
-    return state
 
 
 class _CheckpointingPool:

@@ -28,8 +28,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from clipasync.errors import ConfigError, SimulationExhausted
-from clipasync.runtime._oracle import OracleWorker, StreamState
+from clipasync.errors import SimulationExhausted
+from clipasync.runtime._oracle import OracleWorker, StreamState, check_worker, pool_size
 from clipasync.timing import ComputeTimeModel
 from clipasync.types import Arrival, Seed, Task, Vector
 
@@ -77,11 +77,7 @@ class LocalPool:
         seed: Seed = 0,
         streams: list[StreamState | None] | None = None,
     ) -> None:
-        n = _resolve_num_workers(num_workers, timing)
-        if not (time_unit_s > 0):
-            raise ConfigError(f"time_unit_s must be positive, got {time_unit_s}")
-        if streams is not None and len(streams) != n:
-            raise ConfigError(f"streams must list {n} workers, got {len(streams)}")
+        n = pool_size(num_workers, timing, time_unit_s, streams)
         self.num_workers = n
         self.time_unit_s = float(time_unit_s)
         self.failures = 0  # threads do not die; kept for parity with RayPool
@@ -108,10 +104,7 @@ class LocalPool:
         return time.perf_counter() - self._t0
 
     def submit(self, worker: int, x: Vector | None, version: int) -> int:
-        if not 0 <= worker < self.num_workers:
-            raise ConfigError(
-                f"worker must be in [0, {self.num_workers}), got {worker}"
-            )
+        check_worker(worker, self.num_workers)
         job = _Job(self._next_job, worker, version, x)
         self._next_job += 1
         self._jobs[job.job] = job
@@ -152,43 +145,18 @@ class LocalPool:
     def _work(self, worker: int) -> None:
         oracle = self._oracles[worker]
         q = self._queues[worker]
-        exhausted = False
         while (job := q.get()) is not None:
             if job.cancelled.is_set():
                 continue
-            if exhausted:
-                self._results.put(_Result(job.job, None, 0.0, exhausted=True))
-                continue
-            start = time.perf_counter()
             try:
-                units = oracle.next_time((start - self._t0) / self.time_unit_s)
-                if units is None:
-                    exhausted = True
-                    self._results.put(_Result(job.job, None, 0.0, exhausted=True))
-                    continue
-                # Event.wait returns early (True) when the job is cancelled mid-sleep.
-                if units > 0 and job.cancelled.wait(units * self.time_unit_s):
-                    continue
-                if job.cancelled.is_set():
-                    continue
-                payload = None if job.x is None else oracle.compute(job.x)
-                self._last_streams[worker] = oracle.streams()
-                elapsed = time.perf_counter() - start
-                self._results.put(_Result(job.job, payload, elapsed))
+                now = (time.perf_counter() - self._t0) / self.time_unit_s
+                out = oracle.run_job(job.x, now, job.cancelled, self.time_unit_s)
             except BaseException as exc:  # surface task errors in the driver
                 self._results.put(_Result(job.job, None, 0.0, error=exc))
-
-
-def _resolve_num_workers(
-    num_workers: int | None, timing: ComputeTimeModel | None
-) -> int:
-    if timing is not None:
-        if num_workers is not None and num_workers != timing.num_workers:
-            raise ConfigError(
-                f"num_workers={num_workers} disagrees with the timing model's "
-                f"{timing.num_workers} workers"
-            )
-        return timing.num_workers
-    if num_workers is None or not (isinstance(num_workers, int) and num_workers >= 1):
-        raise ConfigError(f"num_workers must be an integer >= 1, got {num_workers}")
-    return num_workers
+                continue
+            if out.status == "cancelled":
+                continue
+            if out.status == "ok":
+                self._last_streams[worker] = oracle.streams()
+            exhausted = out.status == "exhausted"
+            self._results.put(_Result(job.job, out.payload, out.seconds, exhausted))

@@ -1,6 +1,7 @@
 """A ``WorkerPool`` of Ray actors: real processes, locally or across a cluster.
 
-The policy stays in the driver (DESIGN.md §4); each worker is a Ray actor that holds
+The policy stays in the driver (the server of Erickson & Johansson 2026, arXiv
+2606.13287, Algorithms 1–2); each worker is a Ray actor that holds
 its task (problem and data shard, built inside the actor from a small picklable
 factory) and its own oracle and timing streams, and answers ``run(x, job)`` with
 ``(payload, job, measured compute time, stream state)``.
@@ -24,7 +25,9 @@ actor still held is resubmitted, in order, at its own model and version, so the
 policy never notices. After ``max_consecutive_failures`` deaths of one worker with no
 success in between, :class:`~clipasync.errors.WorkerFailed` is raised.
 
-Ray is imported here only, lazily, with an install hint when it is missing.
+Ray is imported lazily (:func:`~clipasync.runtime.ray_session.import_ray`), with an
+install hint when it is missing; :func:`start_ray` (re-exported here) starts or joins
+it.
 """
 
 from __future__ import annotations
@@ -33,89 +36,25 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from clipasync.errors import ConfigError, SimulationExhausted, WorkerFailed
-from clipasync.runtime._oracle import OracleWorker, StreamState, TaskFactory
-from clipasync.runtime.local_pool import _resolve_num_workers
+from clipasync.runtime._oracle import (
+    OracleWorker,
+    StreamState,
+    TaskFactory,
+    check_worker,
+    pool_size,
+)
+from clipasync.runtime.ray_session import import_ray, start_ray
 from clipasync.timing import ComputeTimeModel
 from clipasync.types import Arrival, Seed, Vector
 
-_INSTALL_HINT = "the Ray backend needs Ray: pip install 'clipasync[ray]'"
+__all__ = ["RayPool", "import_ray", "start_ray"]
+
 _CONTROL = "control"  # concurrency group of ``cancel``: runs while ``run`` sleeps
-
-
-def import_ray() -> Any:
-    """Import and return the ``ray`` module, with an install hint if it is missing."""
-    try:
-        import ray
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(_INSTALL_HINT) from exc
-    return ray
-
-
-@contextlib.contextmanager
-def _loopback_node_ip(ray: Any) -> Iterator[None]:
-    # Ray 2.60 resolves ``_node_ip_address="127.0.0.1"`` to the machine's external
-    # address (and then listens there) unless its cluster mode is off, which is what
-    # the RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 switch does; that switch is read once at
-    # import time, so it is flipped here around ``ray.init`` only.
-    from ray._private import ray_constants
-
-    saved = ray_constants.ENABLE_RAY_CLUSTER
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        yield
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved
-
-
-def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start or join Ray for this process (no-op if Ray is already initialised).
-
-    Local Ray (``address=None``) is started fresh, never attached to another Ray on
-    the machine, with the dashboard off, every server bound to 127.0.0.1, usage
-    statistics off and ``num_cpus`` defaulting to the machine's CPU count. An
-    ``address`` (``"HOST:PORT"`` or ``"auto"``) joins an existing cluster instead.
-
-    Never call ``ray stop`` to clean up: it ends every Ray on the machine; this
-    process's session ends with ``ray.shutdown()``.
-
-    Args:
-        address: Cluster to join, or ``None`` for a private local Ray.
-        num_cpus: CPUs of the local Ray (ignored when joining a cluster).
-
-    Raises:
-        ConfigError: If ``num_cpus`` exceeds the machine's CPU count.
-    """
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    ray = import_ray()
-    if ray.is_initialized():
-        return
-    if address is not None:
-        host = address.removeprefix("ray://").rsplit(":", 1)[0]
-        if host in ("127.0.0.1", "localhost"):  # a cluster on this machine's loopback
-            with _loopback_node_ip(ray):
-                ray.init(address=address, configure_logging=False)
-        else:
-            ray.init(address=address, configure_logging=False)
-        return
-    machine = os.cpu_count() or 1
-    cpus = machine if num_cpus is None else num_cpus
-    if not (isinstance(cpus, int) and 1 <= cpus <= machine):
-        raise ConfigError(
-            f"num_cpus must be an integer in [1, {machine}] (this machine), got {cpus}"
-        )
-    with _loopback_node_ip(ray):
-        ray.init(
-            address="local",  # never attach to someone else's Ray on this machine
-            num_cpus=cpus,
-            include_dashboard=False,
-            _node_ip_address="127.0.0.1",
-            configure_logging=False,
-        )
 
 
 class _RayOracle:
@@ -138,7 +77,6 @@ class _RayOracle:
         self._running: tuple[int, threading.Event] | None = None
         self._last_started = -1
         self._cancelled: set[int] = set()  # cancelled before they started
-        self._exhausted = False
 
     def ready(self) -> int:
         return os.getpid()
@@ -160,21 +98,13 @@ class _RayOracle:
                 return None, job, 0.0, None, "cancelled"
             self._running = (job, event)
         try:
-            if self._exhausted:
-                return None, job, 0.0, None, "exhausted"
-            start = time.perf_counter()
-            units = self._oracle.next_time((time.time() - self._origin) / self._unit)
-            if units is None:
-                self._exhausted = True
-                return None, job, 0.0, None, "exhausted"
-            if units > 0 and event.wait(units * self._unit):
-                return None, job, 0.0, self._oracle.streams(), "cancelled"
-            payload = None if x is None else self._oracle.compute(x)
-            elapsed = time.perf_counter() - start
-            return payload, job, elapsed, self._oracle.streams(), "ok"
+            now = (time.time() - self._origin) / self._unit
+            out = self._oracle.run_job(x, now, event, self._unit)
         finally:
             with self._lock:
                 self._running = None
+        streams = None if out.status == "exhausted" else self._oracle.streams()
+        return out.payload, job, out.seconds, streams, out.status
 
 
 @dataclass(slots=True)
@@ -240,9 +170,7 @@ class RayPool:
         actor_options: Mapping[str, Any] | None = None,
         ready_timeout_s: float = 300.0,
     ) -> None:
-        n = _resolve_num_workers(num_workers, timing)
-        if not (time_unit_s > 0):
-            raise ConfigError(f"time_unit_s must be positive, got {time_unit_s}")
+        n = pool_size(num_workers, timing, time_unit_s, streams)
         if not (num_cpus_per_worker >= 0):
             raise ConfigError(
                 f"num_cpus_per_worker must be >= 0, got {num_cpus_per_worker}"
@@ -251,8 +179,6 @@ class RayPool:
             raise ConfigError(
                 f"max_consecutive_failures must be >= 1, got {max_consecutive_failures}"
             )
-        if streams is not None and len(streams) != n:
-            raise ConfigError(f"streams must list {n} workers, got {len(streams)}")
         start_ray(address)
         ray = self._ray = import_ray()
         cpus = float(ray.cluster_resources().get("CPU", 0.0))
@@ -299,10 +225,7 @@ class RayPool:
         return time.perf_counter() - self._t0
 
     def submit(self, worker: int, x: Vector | None, version: int) -> int:
-        if not 0 <= worker < self.num_workers:
-            raise ConfigError(
-                f"worker must be in [0, {self.num_workers}), got {worker}"
-            )
+        check_worker(worker, self.num_workers)
         job = _Job(
             self._next_job,
             worker,

@@ -175,20 +175,12 @@ def plot_sim_vs_real(cmp: SimRealComparison, path: str | os.PathLike[str]) -> Pa
         max(cmp.simulated_delays.max(initial=0), cmp.measured_delays.max(initial=0))
     )
     bins = [i - 0.5 for i in range(top + 2)]
-    ax.hist(
-        cmp.simulated_delays,
-        bins=bins,
-        alpha=0.5,
-        density=True,
-        label=f"simulated ({cmp.simulated_rate:.1f} upd/s)",
-    )
-    ax.hist(
-        cmp.measured_delays,
-        bins=bins,
-        alpha=0.5,
-        density=True,
-        label=f"measured ({cmp.measured_rate:.1f} upd/s)",
-    )
+    for what, delays, rate in (
+        ("simulated", cmp.simulated_delays, cmp.simulated_rate),
+        ("measured", cmp.measured_delays, cmp.measured_rate),
+    ):
+        label = f"{what} ({rate:.1f} upd/s)"
+        ax.hist(delays, bins=bins, alpha=0.5, density=True, label=label)
     ax.set_xlabel("delay")
     ax.set_ylabel("fraction of updates")
     ax.legend()

@@ -1,17 +1,16 @@
 """The simulated worker pool: a virtual clock, seeded compute times, availability.
 
 ``pool`` holds :class:`SimulatedPool` (the ``WorkerPool`` of the simulator),
-``timing_only`` the gradient-free fast path, ``availability`` clients that vanish
-(dropout) and open systems.
+``timing_only`` the gradient-free fast path, ``dropout`` the models of clients that
+vanish mid-job, ``availability`` the pools that lose such jobs (and open systems).
 """
 
-from clipasync.sim.availability import (
+from clipasync.sim.availability import OpenSystemPool, UnreliablePool
+from clipasync.sim.dropout import (
     BernoulliDropout,
     DropoutModel,
-    OpenSystemPool,
     PeriodicOffline,
     ScriptedDropout,
-    UnreliablePool,
     make_dropout,
 )
 from clipasync.sim.pool import SimulatedPool, TimeSampler

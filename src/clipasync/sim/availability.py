@@ -32,9 +32,7 @@ policy but emerges, with mean λ·E[τ] by Little's law (an M/G/∞ queue). The 
 ``dispatch`` only tells the pool the newest model. Its optional ``dropout`` loses jobs
 without retrying them (the next job comes from the Poisson stream anyway).
 
-Dropout models: :class:`BernoulliDropout` (each attempt lost with probability p),
-:class:`PeriodicOffline` (lost if the client's periodic offline window meets the job)
-and :class:`ScriptedDropout` (listed attempts; the test double).
+Which attempts are lost is a dropout model of :mod:`clipasync.sim.dropout`.
 
 References:
     Nguyen et al. (AISTATS 2022), "Federated Learning with Buffered Asynchronous
@@ -49,183 +47,18 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
+from clipasync.engine import WorkerPool
 from clipasync.errors import ConfigError, SimulationExhausted, WorkerFailed
 from clipasync.seeding import Stream, stream
-from clipasync.sim.pool import TimeSampler
+from clipasync.sim.dropout import DropoutModel, check_phases, make_dropout
+from clipasync.sim.pool import TimeSampler, WorkerStreams
 from clipasync.timing import ComputeTimeModel
 from clipasync.types import Arrival, Seed, Task, Vector
 
-if TYPE_CHECKING:  # engine imports the policies, which import this package
-    from clipasync.engine import WorkerPool
-
-
-# --------------------------------------------------------------------------- dropout
-
-
-class DropoutModel(Protocol):
-    """Decides whether a client vanished during one job attempt."""
-
-    def lost(
-        self,
-        worker: int,
-        attempt: int,
-        start: float,
-        end: float,
-        rng: np.random.Generator,
-    ) -> bool:
-        """Return True if ``worker``'s attempt number ``attempt`` (0-based, retries
-        included) over [start, end) is lost; ``rng`` is the worker's own stream."""
-        ...
-
-    def to_config(self) -> dict[str, Any]:
-        """Return the parameters as plain data."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class BernoulliDropout:
-    """Each attempt is lost with probability p, independently.
-
-    Args:
-        p: Loss probability in [0, 1).
-    """
-
-    p: float
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.p) and 0.0 <= self.p < 1.0):
-            raise ConfigError(f"dropout probability p must be in [0, 1), got {self.p}")
-
-    def lost(
-        self,
-        worker: int,
-        attempt: int,
-        start: float,
-        end: float,
-        rng: np.random.Generator,
-    ) -> bool:
-        del worker, attempt, start, end
-        return bool(rng.random() < self.p)
-
-    def to_config(self) -> dict[str, Any]:
-        return {"kind": "bernoulli", "p": self.p}
-
-
-@dataclass(frozen=True, slots=True)
-class PeriodicOffline:
-    """Client i is offline during [k·period + phase_i, k·period + phase_i + off_time).
-
-    An attempt is lost when its interval [start, end) meets an offline window (the
-    client vanished mid-job, or was already gone). The same windows as
-    :class:`clipasync.timing.OnOffTimes`, which instead *waits* for the client.
-
-    Args:
-        period: Length of one on/off cycle (> 0).
-        off_time: Offline part of each cycle, 0 < off_time < period.
-        phases: Offset of each client's first offline window (one per worker).
-    """
-
-    period: float
-    off_time: float
-    phases: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.period) and self.period > 0):
-            raise ConfigError(f"period must be positive and finite, got {self.period}")
-        if not (0.0 < self.off_time < self.period):
-            raise ConfigError(
-                f"need 0 < off_time < period, got off_time={self.off_time}, "
-                f"period={self.period}"
-            )
-        if not self.phases:
-            raise ConfigError("phases must list one offset per worker")
-
-    def lost(
-        self,
-        worker: int,
-        attempt: int,
-        start: float,
-        end: float,
-        rng: np.random.Generator,
-    ) -> bool:
-        del attempt, rng
-        pos = (start - self.phases[worker]) % self.period
-        if pos < self.off_time:
-            return True
-        return end > start + (self.period - pos)  # reaches the next window
-
-    def to_config(self) -> dict[str, Any]:
-        return {
-            "kind": "periodic",
-            "period": self.period,
-            "off_time": self.off_time,
-            "phases": list(self.phases),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class ScriptedDropout:
-    """Lose exactly the listed attempts (the test double).
-
-    Args:
-        attempts: ``(worker, attempt)`` pairs to lose; attempts count every job
-            started on that worker, retries included, from 0.
-    """
-
-    attempts: frozenset[tuple[int, int]]
-
-    def lost(
-        self,
-        worker: int,
-        attempt: int,
-        start: float,
-        end: float,
-        rng: np.random.Generator,
-    ) -> bool:
-        del start, end, rng
-        return (worker, attempt) in self.attempts
-
-    def to_config(self) -> dict[str, Any]:
-        return {"kind": "scripted", "attempts": sorted(map(list, self.attempts))}
-
-
-def make_dropout(spec: Mapping[str, Any]) -> DropoutModel:
-    """Build a dropout model from a config mapping.
-
-    ``{"kind": "bernoulli", "p": 0.1}`` or
-    ``{"kind": "periodic", "period": 10, "off_time": 2, "phases": [0, 5, ...]}``.
-
-    Raises:
-        ConfigError: Unknown kind or bad parameters.
-    """
-    params = dict(spec)
-    kind = params.pop("kind", None)
-    try:
-        if kind == "bernoulli":
-            return BernoulliDropout(**params)
-        if kind == "periodic":
-            phases = tuple(float(p) for p in params.pop("phases"))
-            return PeriodicOffline(phases=phases, **params)
-    except (TypeError, KeyError) as exc:
-        raise ConfigError(f"bad parameters for dropout kind {kind!r}: {exc}") from None
-    raise ConfigError(
-        f"unknown dropout kind {kind!r}; choose one of: bernoulli, periodic"
-    )
-
-
-def _check_phases(dropout: DropoutModel | None, num_workers: int) -> None:
-    phases = getattr(dropout, "phases", None)
-    if phases is not None and len(phases) != num_workers:
-        raise ConfigError(
-            f"dropout phases list {len(phases)} workers, the pool has {num_workers}"
-        )
-
+# ``make_dropout`` is re-exported for the config code that builds these pools.
+__all__ = ["OpenSystemPool", "UnreliablePool", "make_dropout"]
 
 # ---------------------------------------------------------------- unreliable clients
 
@@ -278,10 +111,9 @@ class UnreliablePool:
         self.inner = inner
         self.num_workers = inner.num_workers
         self.dropout = dropout
-        _check_phases(dropout, self.num_workers)
+        check_phases(dropout, self.num_workers)
         self.max_losses_per_job = max_losses_per_job
-        self._seed = seed
-        self._rngs: list[np.random.Generator | None] = [None] * self.num_workers
+        self._rng = WorkerStreams(seed, Stream.AVAILABILITY, self.num_workers)
         self._attempts = [0] * self.num_workers
         self._jobs: dict[int, _Tracked] = {}
         self._outer_of: dict[int, int] = {}
@@ -311,12 +143,6 @@ class UnreliablePool:
             return
         del self._outer_of[t.inner]
         self.inner.cancel(t.inner)
-
-    def _rng(self, worker: int) -> np.random.Generator:
-        rng = self._rngs[worker]
-        if rng is None:
-            rng = self._rngs[worker] = stream(self._seed, Stream.AVAILABILITY, worker)
-        return rng
 
     def next_arrival(self) -> Arrival:
         while True:
@@ -411,15 +237,14 @@ class OpenSystemPool:
     ) -> None:
         if not (math.isfinite(rate) and rate > 0):
             raise ConfigError(f"rate (lambda) must be positive and finite, got {rate}")
-        _check_phases(dropout, timing.num_workers)
+        check_phases(dropout, timing.num_workers)
         self.dropout = dropout
         self.num_workers = timing.num_workers
         self.rate = float(rate)
         self._task = task
-        self._seed = seed
         self._sampler = TimeSampler(timing, seed)
         self._rng = stream(seed, Stream.AVAILABILITY)
-        self._oracle_rngs: list[np.random.Generator | None] = [None] * self.num_workers
+        self._oracle_rng = WorkerStreams(seed, Stream.ORACLE, self.num_workers)
         self._heap: list[tuple[float, int, _OpenJob]] = []
         self._seq = 0
         self._next_start = self._gap()
@@ -430,7 +255,7 @@ class OpenSystemPool:
         self._now = 0.0
         self._area = 0.0  # ∫ (jobs in flight) dt, for the mean concurrency
         self._starts = [0] * self.num_workers
-        self._loss_rngs: list[np.random.Generator | None] = [None] * self.num_workers
+        self._loss_rng = WorkerStreams(seed, Stream.AVAILABILITY, self.num_workers)
         self.started_jobs = 0
         self.lost_jobs = 0
         self.lost_by_worker = [0] * self.num_workers
@@ -513,20 +338,6 @@ class OpenSystemPool:
         self._advance(heap[0][0])
         finish, _, job = heapq.heappop(heap)
         return finish, job
-
-    def _loss_rng(self, worker: int) -> np.random.Generator:
-        rng = self._loss_rngs[worker]
-        if rng is None:
-            rng = self._loss_rngs[worker] = stream(
-                self._seed, Stream.AVAILABILITY, worker
-            )
-        return rng
-
-    def _oracle_rng(self, worker: int) -> np.random.Generator:
-        rng = self._oracle_rngs[worker]
-        if rng is None:
-            rng = self._oracle_rngs[worker] = stream(self._seed, Stream.ORACLE, worker)
-        return rng
 
     def close(self) -> None:
         self._heap.clear()

@@ -36,6 +36,38 @@ _FIRST_BLOCK = 32
 _MAX_BLOCK = 256
 
 
+class WorkerStreams:
+    """One random stream per worker for one purpose, each made at its first use (so
+    10,000 workers that never run cost nothing).
+
+    ``streams(worker)`` returns ``stream(seed, purpose, worker)``, the same generator
+    on every call.
+    """
+
+    __slots__ = ("_purpose", "_rngs", "_seed")
+
+    def __init__(self, seed: Seed, purpose: Stream, num_workers: int) -> None:
+        self._seed = seed
+        self._purpose = purpose
+        self._rngs: list[np.random.Generator | None] = [None] * num_workers
+
+    def __call__(self, worker: int) -> np.random.Generator:
+        rng = self._rngs[worker]
+        if rng is None:
+            rng = self._rngs[worker] = stream(self._seed, self._purpose, worker)
+        return rng
+
+    def peek(self, worker: int) -> np.random.Generator | None:
+        """Return ``worker``'s stream if it was made, else ``None`` (no side effect)."""
+        return self._rngs[worker]
+
+    def restore(self, worker: int, state: dict[str, Any]) -> None:
+        """Make ``worker``'s stream and set its bit-generator state to ``state``."""
+        rng = stream(self._seed, self._purpose, worker)
+        rng.bit_generator.state = state
+        self._rngs[worker] = rng
+
+
 class TimeSampler:
     """Draws compute times for each worker from its own stream, in job order.
 
@@ -47,9 +79,9 @@ class TimeSampler:
 
     def __init__(self, model: ComputeTimeModel, seed: Seed) -> None:
         self.model = model
-        self._seed = root_sequence(seed)  # hashed once: streams are made per worker
         n = model.num_workers
-        self._rngs: list[np.random.Generator | None] = [None] * n
+        # The root is hashed once; streams are made per worker.
+        self._rng = WorkerStreams(root_sequence(seed), Stream.TIMING, n)
         # Per-worker state (public through worker_state / restore_worker).
         self._buffers: list[list[float]] = [[] for _ in range(n)]
         self._block = [_FIRST_BLOCK] * n
@@ -65,15 +97,9 @@ class TimeSampler:
         else:
             self.next = self._make_scalar(model)
 
-    def _rng(self, worker: int) -> np.random.Generator:
-        rng = self._rngs[worker]
-        if rng is None:
-            rng = self._rngs[worker] = stream(self._seed, Stream.TIMING, worker)
-        return rng
-
     def worker_state(self, worker: int) -> dict[str, Any]:
         """Return one worker's sampler state as plain JSON-able data (checkpoints)."""
-        rng = self._rngs[worker]
+        rng = self._rng.peek(worker)
         return {
             "rng": None if rng is None else rng.bit_generator.state,
             "buffer": list(self._buffers[worker]),
@@ -84,9 +110,7 @@ class TimeSampler:
     def restore_worker(self, worker: int, state: dict[str, Any]) -> None:
         """Continue one worker's draws from a :meth:`worker_state` snapshot."""
         if state["rng"] is not None:
-            rng = stream(self._seed, Stream.TIMING, worker)
-            rng.bit_generator.state = state["rng"]
-            self._rngs[worker] = rng
+            self._rng.restore(worker, state["rng"])
         self._buffers[worker] = [float(t) for t in state["buffer"]]
         self._block[worker] = int(state["block"])
         self._jobs[worker] = int(state["jobs"])
@@ -177,9 +201,11 @@ class SimulatedPool:
     def __init__(self, timing: ComputeTimeModel, task: Task | None, seed: Seed) -> None:
         self.num_workers = timing.num_workers
         self._task = task
-        self._seed = root_sequence(seed)  # hashed once; per-worker streams derive
         self._sampler = TimeSampler(timing, seed)
-        self._oracle_rngs: list[np.random.Generator | None] = [None] * self.num_workers
+        # The root is hashed once; per-worker streams derive from it.
+        self._oracle_rng = WorkerStreams(
+            root_sequence(seed), Stream.ORACLE, self.num_workers
+        )
         self._heap: list[tuple[float, int, int]] = []
         self._jobs: dict[int, _Job] = {}
         self._queues: list[deque[int]] = [deque() for _ in range(self.num_workers)]
@@ -258,12 +284,6 @@ class SimulatedPool:
                 payload = self._task(w, j.x, self._oracle_rng(w))
             return Arrival(job, w, j.version, payload, finish, j.compute_time)
         raise SimulationExhausted("no job in flight")
-
-    def _oracle_rng(self, worker: int) -> np.random.Generator:
-        rng = self._oracle_rngs[worker]
-        if rng is None:
-            rng = self._oracle_rngs[worker] = stream(self._seed, Stream.ORACLE, worker)
-        return rng
 
     def close(self) -> None:
         self._heap.clear()
