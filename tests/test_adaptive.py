@@ -36,7 +36,6 @@ import pytest
 
 from clipasync.engine import StopRule, run
 from clipasync.errors import ConfigError
-from clipasync.experiments.runner import build_transform
 from clipasync.policies.async_sgd import AsyncSGD
 from clipasync.problems import LeastSquares
 from clipasync.problems.noise import WithStudentTNoise
@@ -52,6 +51,7 @@ from clipasync.transforms.adaptive import (
     clip_by_geometric_quantile,
     clip_by_quantile,
 )
+from clipasync.transforms.chains import AdaptiveClip, clipped_sgd
 from clipasync.types import UpdateContext
 
 CTX = UpdateContext(step=0, delay=0, worker=0, num_workers=1)
@@ -123,13 +123,7 @@ def test_bad_parameters_raise(make: object) -> None:
 
 
 def test_config_builds_an_adaptive_chain() -> None:
-    t = build_transform(
-        {
-            "stepsize": 0.5,
-            "max_norm": None,
-            "adaptive_clip": {"rule": "geometric", "quantile": 0.9},
-        }
-    )
+    t = clipped_sgd(0.5, adaptive=AdaptiveClip(rule="geometric", quantile=0.9))
     u, _, info = t.update(np.array([3.0, 4.0]), t.init(np.zeros(2)), CTX)
     assert info["max_norm"] == 1.0 and info["stepsize"] == 0.5
     assert u.tolist() == pytest.approx([0.3, 0.4])

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from clipasync.errors import ConfigError
-from clipasync.experiments.config import load_config, validate_config
+from clipasync.experiments import load_config, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

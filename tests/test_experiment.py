@@ -10,21 +10,31 @@ from typing import Any
 import numpy as np
 import pytest
 
-from clipasync.experiments import runner as experiment
 from clipasync.errors import ConfigError
-from clipasync.experiments.config import ExperimentConfig, load_config
-from clipasync.experiments.runner import (
+from clipasync.experiments import (
+    ExperimentConfig,
+    RunSpec,
+    expand,
+    load_config,
+    run_experiment,
+)
+from clipasync.experiments import runner as experiment
+from clipasync.experiments.build import build_policy
+from clipasync.experiments.execute import RunOutcome, execute
+from clipasync.experiments.rundir import (
     ARRIVALS_FILE,
     LEGACY_ARRIVALS_FILE,
-    RunSpec,
     arrivals_path,
-    build_policy,
-    execute,
-    expand,
-    run_experiment,
     save_run,
 )
 from clipasync.io import atomic_dir, read_columns, read_json, write_csv_atomic
+from clipasync.policies.params import (
+    AsyncSGDParams,
+    MinibatchParams,
+    RennalaParams,
+    RingmasterParams,
+)
+from clipasync.reports.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "experiments" / "quick.yaml"
@@ -56,20 +66,36 @@ def test_run_ids_are_stable_and_unique(quick: ExperimentConfig) -> None:
 
 def test_build_policy_kinds() -> None:
     names = {
-        "async_sgd": {"stepsize": 0.1, "max_norm": 1.0},
-        "ringmaster": {"stepsize": 0.1, "max_delay": 4},
-        "rennala": {"stepsize": 0.1, "batch_size": 2},
-        "minibatch": {"stepsize": 0.1, "delay_adaptive": True},
+        "async_sgd": AsyncSGDParams(stepsize=0.1, max_norm=1.0),
+        "ringmaster": RingmasterParams(stepsize=0.1, max_delay=4),
+        "rennala": RennalaParams(stepsize=0.1, batch_size=2),
+        "minibatch": MinibatchParams(stepsize=0.1, delay_adaptive=True),
     }
-    for policy, hyper in names.items():
-        assert build_policy(policy, hyper).name in (policy, "async_sgd")
+    for policy, params in names.items():
+        assert build_policy(policy, params).name == policy
+    ring = build_policy("ringmaster", names["ringmaster"])
+    assert ring.to_config()["max_delay"] == 4
+
+
+def test_spec_hyper_is_the_record_of_its_typed_point(quick: ExperimentConfig) -> None:
+    spec = expand(quick)[0]
+    assert spec.params == AsyncSGDParams(stepsize=0.5, max_norm=1.0)
+    # Keys, order and types as run records have always had them.
+    assert list(spec.settings()["hyper"].items()) == [
+        ("stepsize", 0.5),
+        ("max_norm", 1.0),
+        ("delay_adaptive", False),
+        ("assign", "same"),
+    ]
+    assert spec.record()["run_id"] == spec.run_id
+    assert "availability" not in spec.settings()
 
 
 def _count_executions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
     real = experiment.execute
 
-    def counting(spec: RunSpec) -> experiment.RunOutcome:
+    def counting(spec: RunSpec) -> RunOutcome:
         calls.append(spec.run_id)
         return real(spec)
 
@@ -83,6 +109,8 @@ def test_end_to_end_and_resume(
     calls = _count_executions(monkeypatch)
     out = run_experiment(quick, tmp_path / "r", progress=False, workers=1)
     assert len(calls) == 20
+    assert not (out / "report.md").exists()  # the report is built apart
+    build_report(out)
     for name in (
         "summary.csv",
         "report.md",
@@ -122,8 +150,8 @@ def test_end_to_end_and_resume(
 
 def test_parallel_matches_in_process(tmp_path: Path) -> None:
     cfg = load_config(QUICK, ["seeds=[0]", "sweep={timing.slow_time: [4]}"])
-    a = run_experiment(cfg, tmp_path / "a", progress=False, workers=1, report=False)
-    b = run_experiment(cfg, tmp_path / "b", progress=False, workers=2, report=False)
+    a = run_experiment(cfg, tmp_path / "a", progress=False, workers=1)
+    b = run_experiment(cfg, tmp_path / "b", progress=False, workers=2)
     for run in (a / "runs").iterdir():
         sa = read_json(run / "summary.json")
         sb = read_json(b / "runs" / run.name / "summary.json")
@@ -145,6 +173,7 @@ def test_record_arrivals_false(tmp_path: Path) -> None:
         QUICK, ["record_arrivals=false", "seeds=[0]", "sweep={timing.slow_time: [2]}"]
     )
     out = run_experiment(cfg, tmp_path / "r", progress=False, workers=1)
+    build_report(out)
     runs = list((out / "runs").iterdir())
     assert runs and all(arrivals_path(r) is None for r in runs)
     assert (out / "report.md").is_file()

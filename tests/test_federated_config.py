@@ -11,19 +11,15 @@ import numpy as np
 import pytest
 
 from clipasync.errors import ConfigError
-from clipasync.experiments.config import load_config, validate_config
-from clipasync.experiments.runner import (
-    arrivals_path,
-    build_policy,
-    build_pool,
-    expand,
-    run_experiment,
-)
+from clipasync.experiments import expand, load_config, run_experiment, validate_config
+from clipasync.experiments.build import build_policy, build_pool
+from clipasync.experiments.rundir import arrivals_path
 from clipasync.io import open_text
 from clipasync.policies import FedAsync, FedBuff
 from clipasync.problems import make_problem
 from clipasync.problems.partition import partition_from_spec
 from clipasync.recorder import ARRIVAL_COLUMNS, Recorder
+from clipasync.reports.report import build_report
 from clipasync.seeding import Stream, stream
 from clipasync.sim import OpenSystemPool, SimulatedPool, UnreliablePool
 from clipasync.timing import FixedTimes
@@ -84,10 +80,10 @@ def test_configs_load_and_expand() -> None:
     assert len(specs) == grid * len(cfg.seeds) == 84
     fedasync = next(s for s in specs if s.policy == "fedasync")
     assert "stepsize" not in fedasync.hyper and fedasync.availability is None
-    assert isinstance(build_policy(fedasync.policy, fedasync.hyper), FedAsync)
+    assert isinstance(build_policy(fedasync.policy, fedasync.params), FedAsync)
     fedbuff = next(s for s in specs if s.method == "fedbuff_clip")
     assert fedbuff.run_id.startswith("fedbuff_clip-g1-K4-el0.4-cc0.1-s0-")
-    assert isinstance(build_policy(fedbuff.policy, fedbuff.hyper), FedBuff)
+    assert isinstance(build_policy(fedbuff.policy, fedbuff.params), FedBuff)
     drop = load_config(DROPOUT)
     drop_specs = expand(drop)
     assert len(drop_specs) == 27
@@ -126,7 +122,7 @@ def test_partition_mapping_builds_client_shards() -> None:
         ("methods.fb.client_max_norm", -1, "methods.fb.client_max_norm: must be > 0"),
         ("methods.fb.local_stepsize", None, "methods.fb.local_stepsize:"),
         ("methods.fb.staleness", {"kind": "bogus"}, "unknown staleness kind"),
-        ("methods.fb.server_momentum", 1.0, "server_momentum: Input should be less"),
+        ("methods.fb.server_momentum", 1.0, "server_momentum: must be < 1 (got 1)"),
         ("methods.fb.mixing", 0.5, "methods.fb.mixing: not a field of policy"),
         ("problem.partition.num_workers", 8, "problem.partition.num_workers: 8"),
         ("availability", {"dropout": {"kind": "bernoulli", "p": 2}}, "probability"),
@@ -188,6 +184,7 @@ def _summaries(out: Path) -> list[dict[str, Any]]:
 def test_tiny_federated_experiment_end_to_end(tmp_path: Path) -> None:
     cfg = load_config(FEDERATED, TINY)
     out = run_experiment(cfg, tmp_path / "fed", progress=False)
+    build_report(out)
     assert (out / "report.md").is_file()
     with (out / "summary.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -222,6 +219,7 @@ def test_dropout_counts_appear_in_the_summary(tmp_path: Path) -> None:
         ],
     )
     out = run_experiment(cfg, tmp_path / "drop", progress=False)
+    build_report(out)
     summaries = _summaries(out)
     assert len(summaries) == 6
     by_p = {
@@ -248,7 +246,7 @@ def test_open_system_reports_concurrency(tmp_path: Path) -> None:
             "availability.open_system.rate=8",
         ],
     )
-    out = run_experiment(cfg, tmp_path / "open", progress=False, report=False)
+    out = run_experiment(cfg, tmp_path / "open", progress=False)
     for s in _summaries(out):
         assert s["started_jobs"] > 0 and s["mean_concurrency"] > 0
         assert s["lost_jobs"] >= 0

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from clipasync.cli.app import app
 from clipasync.errors import ConfigError
-from clipasync.experiments.config import ExperimentConfig, load_config
-from clipasync.experiments.runner import expand, run_experiment
+from clipasync.experiments import ExperimentConfig, expand, load_config, run_experiment
 from clipasync.reports.compare import compare_reports
+from clipasync.reports.report import build_report
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -96,7 +96,9 @@ def _quick_config() -> ExperimentConfig:
 @pytest.fixture(scope="module")
 def quick_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("paper") / "q"
-    return run_experiment(_quick_config(), out, progress=False)
+    out = run_experiment(_quick_config(), out, progress=False)
+    build_report(out)
+    return out
 
 
 def test_report_has_paper_table_and_tail_index(quick_report: Path) -> None:
@@ -113,7 +115,7 @@ def test_report_has_paper_table_and_tail_index(quick_report: Path) -> None:
     assert {r["baseline"] for r in rows} == {"vanilla", "ringmaster"}
     # A rerun reuses the runs and the cached diagnostics (no report rebuild).
     before = (out / "diagnostics.json").read_text()
-    run_experiment(_quick_config(), out, progress=False, report=False)
+    run_experiment(_quick_config(), out, progress=False)
     assert (out / "diagnostics.json").read_text() == before
 
 

@@ -21,3 +21,23 @@ class SimulationExhausted(ClipasyncError):
 
 class WorkerFailed(ClipasyncError):
     """A worker died and could not be replaced."""
+
+
+class HyperparameterError(ConfigError):
+    """A hyperparameter out of its range; ``field`` names it (dotted when nested).
+
+    ``str(error)`` is ``"<field>: <detail>"``, e.g. ``max_norm: must be > 0 (got -1)``;
+    the experiment layer prefixes the YAML path of the method.
+    """
+
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(field, detail)
+        self.field = field
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.detail}"
+
+    def within(self, parent: str) -> HyperparameterError:
+        """Return the same error for the field nested under ``parent``."""
+        return HyperparameterError(f"{parent}.{self.field}", self.detail)

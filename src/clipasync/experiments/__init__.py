@@ -1,2 +1,34 @@
 """Experiments: YAML schema and loading, the grid of runs, building and executing
-them, run directories, and the Ray backend (DESIGN.md floor 4)."""
+them, run directories, and the Ray backend (floor 4).
+
+=======================  ===============================================
+``schema``               :class:`ExperimentConfig`, :func:`validate_config`
+``sections``             problem, stop, availability, diagnostics blocks
+``timing_schema``        the ``timing:`` block and its kinds
+``methods``              the ``methods:`` block, from the method registry
+``fields``, ``messages`` grid values; pydantic errors as one line
+``loading``              :func:`load_config`: profiles, ``--set`` overrides
+``grid``                 :class:`RunSpec`, run ids, :func:`expand`
+``build``                config data → policy, task, pool, timing, problem
+``execute``              one run → :class:`~clipasync.experiments.execute.RunOutcome`
+``rundir``               run-directory layout, saving and loading runs
+``runner``               :func:`run_experiment`: process pool, progress bar
+``diagnose``             tail index of the gradient noise after the grid
+``analysis``             cells, best grid points, speedups
+``ray_backend``          the same grid on Ray
+=======================  ===============================================
+"""
+
+from clipasync.experiments.grid import RunSpec, expand
+from clipasync.experiments.loading import load_config
+from clipasync.experiments.runner import run_experiment
+from clipasync.experiments.schema import ExperimentConfig, validate_config
+
+__all__ = [
+    "ExperimentConfig",
+    "RunSpec",
+    "expand",
+    "load_config",
+    "run_experiment",
+    "validate_config",
+]

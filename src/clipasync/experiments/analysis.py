@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from clipasync.errors import ConfigError
+from clipasync.policies.hyper import fmt_value as fmt_value
 
 
 @dataclass
@@ -37,6 +38,11 @@ class Cell:
     hyper: dict[str, Any]
     runs: list[dict[str, Any]] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
+
+    @property
+    def policy(self) -> str:
+        """The registered policy of the method (``""`` for a cell without runs)."""
+        return str(self.runs[0].get("policy", "")) if self.runs else ""
 
     @property
     def mean(self) -> float:
@@ -93,12 +99,6 @@ class Analysis:
 
 def short_key(key: str) -> str:
     return "D" if key == "timing.slow_time" else key.split(".")[-1]
-
-
-def fmt_value(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
 
 
 def analyse(runs: Sequence[dict[str, Any]], config: dict[str, Any]) -> Analysis:

@@ -1,9 +1,9 @@
 """Measure how heavy-tailed a task's gradient noise is, once a grid has run.
 
 For a config with ``diagnostics: {tail_index: {...}}`` (see
-:class:`~clipasync.experiments.config.TailIndexConfig`) this module estimates the sub-Weibull tail
-parameter θ of the noise norm ‖g(x) − ∇f(x)‖ (Vladimirova et al. 2020; the estimator is
-:func:`clipasync.diagnostics.tails.estimate_sub_weibull_theta`) at
+:class:`~clipasync.experiments.sections.TailIndexConfig`) this module estimates the
+sub-Weibull tail parameter θ of the noise norm ‖g(x) − ∇f(x)‖ (Vladimirova et al. 2020;
+the estimator is :func:`clipasync.diagnostics.tails.estimate_sub_weibull_theta`) at
 
 - ``init``: the initial point, once per distinct problem of the sweep;
 - ``final``: the last iterate (``runs/<id>/final_x.npy``) of the best configuration's
@@ -38,13 +38,10 @@ import numpy.typing as npt
 from clipasync.diagnostics.tails import estimate_sub_weibull_theta
 from clipasync.errors import ClipasyncError
 from clipasync.experiments.analysis import analyse, representative
-from clipasync.experiments.config import ExperimentConfig, TailIndexConfig
-from clipasync.experiments.runner import (
-    FINAL_POINT_FILE,
-    RUNS_DIR,
-    build_problem,
-    load_runs,
-)
+from clipasync.experiments.build import build_problem
+from clipasync.experiments.rundir import FINAL_POINT_FILE, RUNS_DIR, load_runs
+from clipasync.experiments.schema import ExperimentConfig
+from clipasync.experiments.sections import TailIndexConfig
 from clipasync.io import read_json, write_json_atomic
 from clipasync.problems.base import Problem
 

@@ -29,26 +29,34 @@ import time
 from pathlib import Path
 from typing import Any
 
+from clipasync.checkpoint import save_state_dict
 from clipasync.engine import StopRule, Target
-from clipasync.experiments.config import ExperimentConfig, load_config
-from clipasync.experiments.runner import (
-    ARRIVALS_FILE,
-    RUNS_DIR,
-    RunOutcome,
-    RunSpec,
-    arrivals_path,
+from clipasync.errors import ConfigError
+from clipasync.experiments.build import (
     build_policy,
     build_problem,
     build_stop,
     build_task,
     build_timing,
+)
+from clipasync.experiments.execute import RunOutcome, summarise
+from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.loading import load_config
+from clipasync.experiments.rundir import (
+    ARRIVALS_FILE,
+    RUNS_DIR,
+    arrivals_path,
     load_summary,
     prepare_out_dir,
     save_run,
-    summarise,
 )
-from clipasync.io import read_columns, write_json_atomic, write_text_atomic
+from clipasync.experiments.schema import ExperimentConfig
+from clipasync.io import read_columns, read_json, write_json_atomic, write_text_atomic
+from clipasync.policies.registry import lookup
 from clipasync.recorder import Recorder
+from clipasync.runtime.driver import checkpoint_streams, run_resumable
+from clipasync.runtime.ray_pool import RayPool, start_ray
+from clipasync.runtime.trace import compare_sim_to_real, plot_sim_vs_real, write_trace
 from clipasync.seeding import Stream, stream
 
 CHECKPOINTS_DIR = "checkpoints"
@@ -66,13 +74,14 @@ class ConfiguredTask:
 
     problem: dict[str, Any]
     policy: str
-    hyper: dict[str, Any]
+    params: Any
 
     def __call__(self) -> Any:
         # The same job as in the simulator: one stochastic gradient, or a client's
-        # local training for federated policies (experiment.build_task).
+        # local training for federated policies (build.build_task).
         problem = build_problem(self.problem)
-        return build_task(build_policy(self.policy, self.hyper), problem, self.hyper)
+        server = build_policy(self.policy, self.params)
+        return build_task(self.policy, self.params, server, problem)
 
 
 def _scaled_stop(stop: StopRule, unit: float) -> StopRule:
@@ -116,22 +125,17 @@ def execute_on_ray(
             are simulator models; on Ray the real failures are the dropouts).
     """
     if spec.availability:
-        from clipasync.errors import ConfigError
-
         raise ConfigError(
             "availability (simulated dropout / open system) runs on the simulator "
             "only; on Ray, real worker failures are detected and counted"
         )
-    from clipasync.runtime.driver import checkpoint_streams, run_resumable
-    from clipasync.runtime.ray_pool import RayPool
-
     problem = build_problem(spec.problem)
     timing = build_timing(spec.timing)
-    policy = build_policy(spec.policy, spec.hyper)
+    policy = build_policy(spec.policy, spec.params)
     ckpt_dir = out_dir / CHECKPOINTS_DIR / spec.run_id
     streams = checkpoint_streams(ckpt_dir) if resume else None
     pool = RayPool(
-        ConfiguredTask(spec.problem, spec.policy, spec.hyper),
+        ConfiguredTask(spec.problem, spec.policy, spec.params),
         timing.num_workers,
         timing=timing if inject_delays else None,
         time_unit_s=time_unit_s,
@@ -176,8 +180,6 @@ def _save_weights(spec: RunSpec, outcome: RunOutcome, run_dir: Path) -> None:
 
     problem = build_problem(spec.problem)
     if isinstance(problem, TorchProblem) and outcome.params is not None:
-        from clipasync.checkpoint import save_state_dict
-
         save_state_dict(problem.model, outcome.params, run_dir / "weights.pt")
 
 
@@ -191,10 +193,10 @@ def run_experiment_on_ray(
     checkpoint_every: int = 200,
     num_cpus: int | None = None,
     resume: bool = False,
-    report: bool = True,
     source: tuple[str, list[str], str | None] | None = None,
 ) -> Path:
-    """Run every spec of ``config`` on Ray into ``out_dir`` and build the report.
+    """Run every spec of ``config`` on Ray into ``out_dir`` (the report is built apart,
+    by :func:`clipasync.reports.report.build_report`, with :func:`sim_to_real_section`).
 
     Args:
         config: Validated experiment (the same file the simulator runs).
@@ -205,13 +207,10 @@ def run_experiment_on_ray(
         checkpoint_every: Driver checkpoint period, in applied updates.
         num_cpus: CPUs of a local Ray (default: the machine's).
         resume: Continue unfinished runs from their checkpoints.
-        report: Build the report at the end.
         source: ``(YAML text, --set overrides, profile)`` the config was loaded
             from, kept in the directory so that :func:`resume_experiment` can
             rebuild the same config (default: taken from an earlier call).
     """
-    from clipasync.runtime.ray_pool import start_ray
-
     out = Path(out_dir)
     runs_dir, specs = prepare_out_dir(config, out)
     if source is not None:
@@ -243,13 +242,6 @@ def run_experiment_on_ray(
         )
         run_dir = save_run(outcome, runs_dir, spec.record_arrivals)
         _save_weights(spec, outcome, run_dir)
-    if report:
-        from clipasync.reports.report import build_report
-
-        build_report(out)
-        report_md = out / "report.md"
-        text = report_md.read_text() if report_md.is_file() else ""
-        write_text_atomic(report_md, text + "\n" + sim_to_real_section(out))
     return out
 
 
@@ -262,18 +254,12 @@ def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
     out = Path(out_dir)
     settings_path = out / BACKEND_FILE
     if not settings_path.is_file():
-        from clipasync.errors import ConfigError
-
         raise ConfigError(
             f"{out} is not a Ray experiment directory (no {BACKEND_FILE}); "
             "a simulated experiment resumes by rerunning `clipasync run` with --out"
         )
-    from clipasync.io import read_json
-
     settings = read_json(settings_path)
     if not (out / SOURCE_FILE).is_file():
-        from clipasync.errors import ConfigError
-
         raise ConfigError(
             f"{out} has no {SOURCE_FILE}: it was started without its source config "
             "(pass source= to run_experiment_on_ray, as `clipasync run` does)"
@@ -306,25 +292,19 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
         The comparison as plain data (also written to ``run_dir/sim_vs_real.json``
         with a plot ``run_dir/sim_vs_real.png``).
     """
-    from clipasync.runtime.trace import (
-        compare_sim_to_real,
-        plot_sim_vs_real,
-        write_trace,
-    )
-
     run = Path(run_dir)
     summary = load_summary(run)
     arrivals = arrivals_path(run)
     if summary is None or arrivals is None:
-        from clipasync.errors import ConfigError
-
         raise ConfigError(f"{run} is not a finished run with {ARRIVALS_FILE}")
     columns = read_columns(arrivals)
     trace_path = Path(out) if out is not None else run / "trace.csv"
     # Times in the records are already in time units (see _to_time_units).
     write_trace(columns, trace_path, 1.0)
     spec_timing = build_timing(summary["timing"])
-    policy = build_policy(summary["policy"], summary["hyper"])
+    policy = build_policy(
+        summary["policy"], lookup(summary["policy"]).from_hyper(summary["hyper"])
+    )
     cmp = compare_sim_to_real(columns, spec_timing, 1.0, policy=policy)
     data = {
         "run_id": summary["run_id"],

@@ -1,0 +1,142 @@
+"""One run: build it from its :class:`~clipasync.experiments.grid.RunSpec`, run it on
+the simulator, and summarise it (:class:`RunOutcome`)."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clipasync.engine import RunResult, WorkerPool, run
+from clipasync.experiments.build import (
+    build_policy,
+    build_pool,
+    build_problem,
+    build_stop,
+    build_task,
+    build_timing,
+)
+from clipasync.experiments.grid import RunSpec
+from clipasync.recorder import Recorder
+from clipasync.seeding import Stream, stream
+from clipasync.sim.availability import OpenSystemPool, UnreliablePool
+
+
+@dataclass
+class RunOutcome:
+    """A finished run: its summary and its records.
+
+    Attributes:
+        summary: JSON-ready summary (see :func:`execute`).
+        arrivals: Arrival columns (``Recorder.arrival_arrays``).
+        evals: Evaluation rows.
+    """
+
+    summary: dict[str, Any]
+    arrivals: dict[str, np.ndarray[Any, Any]] = field(repr=False)
+    evals: list[dict[str, float]] = field(repr=False)
+    params: np.ndarray[Any, Any] | None = field(default=None, repr=False)
+
+
+def _nanmean(a: np.ndarray[Any, Any]) -> float:
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else math.nan
+
+
+def execute(spec: RunSpec) -> RunOutcome:
+    """Run one spec on the simulator and summarise it.
+
+    The summary holds the spec's fields plus ``stop_reason``, ``reached``,
+    ``time_to_target``, ``sim_time``, ``version``, ``counts``, ``initial`` and
+    ``final`` metrics, ``wall_time`` (seconds), ``updates_per_time``,
+    ``mean_delay``/``max_delay`` (over applied updates), ``frac_clipped`` (over
+    applied updates that went through a clip) and ``mean_pre_clip_norm``.
+    """
+    problem = build_problem(spec.problem)
+    timing = build_timing(spec.timing)
+    policy = build_policy(spec.policy, spec.params)
+    task = build_task(spec.policy, spec.params, policy, problem)
+    pool = build_pool(timing, task, spec.seed, spec.availability)
+    recorder = Recorder(keep_arrivals=True)
+    t0 = time.perf_counter()
+    try:
+        result = run(
+            policy,
+            pool,
+            problem.initial_point(),
+            stop=build_stop(spec.stop),
+            rng=stream(spec.seed, Stream.POLICY),
+            evaluate=problem.evaluate,
+            eval_every=spec.eval_every,
+            recorder=recorder,
+        )
+    finally:
+        pool.close()
+    wall = time.perf_counter() - t0
+    outcome = summarise(spec, result, recorder, wall)
+    outcome.summary.update(pool_stats(pool))
+    outcome.summary.update(federated_stats(outcome.arrivals))
+    return outcome
+
+
+def summarise(
+    spec: RunSpec, result: RunResult, recorder: Recorder, wall: float
+) -> RunOutcome:
+    """Turn a finished run into its :class:`RunOutcome` (any pool: sim or Ray)."""
+    arr = recorder.arrival_arrays()
+    applied = arr["applied"].astype(bool)
+    delays = arr["delay"][applied]
+    clipped = arr["clipped"][applied]
+    summary: dict[str, Any] = {
+        **spec.record(),
+        "stop_reason": result.stop_reason,
+        "reached": result.time_to_target is not None,
+        "time_to_target": result.time_to_target,
+        "sim_time": result.time,
+        "version": result.version,
+        "counts": result.counts,
+        "initial": recorder.evals[0] if recorder.evals else {},
+        "final": recorder.evals[-1] if recorder.evals else {},
+        "wall_time": wall,
+        "updates_per_time": result.version / result.time if result.time > 0 else 0.0,
+        "mean_delay": float(delays.mean()) if delays.size else math.nan,
+        "max_delay": int(delays.max()) if delays.size else 0,
+        "frac_clipped": _nanmean(clipped),
+        "mean_pre_clip_norm": _nanmean(arr["pre_clip_norm"]),
+    }
+    return RunOutcome(summary, arr, recorder.evals, result.params)
+
+
+def pool_stats(pool: WorkerPool) -> dict[str, Any]:
+    """Availability counters of a pool (empty for a plain simulated pool).
+
+    ``lost_jobs``, ``lost_compute_time`` and ``lost_by_worker`` (dropout), and for
+    an open system ``started_jobs`` and ``mean_concurrency`` (time average of the
+    jobs in flight, λ·E[τ] by Little's law).
+    """
+    out: dict[str, Any] = {}
+    if isinstance(pool, UnreliablePool | OpenSystemPool):
+        out["lost_jobs"] = int(pool.lost_jobs)
+        out["lost_compute_time"] = float(pool.lost_compute_time)
+        out["lost_by_worker"] = [int(v) for v in pool.lost_by_worker]
+    if isinstance(pool, OpenSystemPool):
+        out["started_jobs"] = int(pool.started_jobs)
+        out["mean_concurrency"] = float(pool.mean_concurrency())
+    return out
+
+
+def federated_stats(arr: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
+    """Client-side summaries of a federated run's arrival columns (empty otherwise).
+
+    ``mean_delta_norm`` (norm of the client deltas as received, i.e. after client
+    clipping) and ``mean_staleness_weight``.
+    """
+    out: dict[str, Any] = {}
+    if "delta_norm" in arr:
+        out["mean_delta_norm"] = _nanmean(arr["delta_norm"])
+    if "staleness_weight" in arr:
+        out["mean_staleness_weight"] = _nanmean(arr["staleness_weight"])
+    return out

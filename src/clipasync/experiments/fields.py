@@ -1,0 +1,58 @@
+"""Value types shared by the models of an experiment file: strict models, positive
+numbers, and grid-valued fields (a scalar is a one-point grid; a power grid
+``{base: 2, min_exp: -9, max_exp: -1}`` is base**e for e = min_exp..max_exp)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(ge=1)]
+
+
+class Strict(BaseModel):
+    """A model that rejects unknown keys (the error lists the allowed ones)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def as_list(value: Any) -> Any:
+    """Scalar → one-element list; lists pass through; None stays None."""
+    if value is None or isinstance(value, list):
+        return value
+    if isinstance(value, tuple):
+        return list(value)
+    return [value]
+
+
+def powers(value: dict[str, Any]) -> list[float]:
+    """Return the values of a power grid ``{base, min_exp, max_exp}``.
+
+    Raises:
+        ValueError: On an unknown or missing key, or a bad base or exponent.
+    """
+    allowed = {"base", "min_exp", "max_exp"}
+    unknown = set(value) - allowed
+    if unknown:
+        raise ValueError(
+            f"unknown key {sorted(unknown)[0]!r} in a power grid; allowed: "
+            "base, min_exp, max_exp"
+        )
+    missing = {"min_exp", "max_exp"} - set(value)
+    if missing:
+        raise ValueError(f"a power grid needs {sorted(missing)[0]}")
+    base, lo, hi = value.get("base", 2), value["min_exp"], value["max_exp"]
+    if not (isinstance(base, int | float) and base > 0):
+        raise ValueError(f"power grid base must be > 0 (got {base!r})")
+    if not (isinstance(lo, int) and isinstance(hi, int)):
+        raise ValueError(f"min_exp and max_exp must be integers (got {lo!r}, {hi!r})")
+    return [float(base) ** e for e in range(lo, hi + 1)]
+
+
+def nonempty(value: list[Any] | None) -> list[Any] | None:
+    """Reject an empty grid."""
+    if value is not None and len(value) == 0:
+        raise ValueError("empty grid: give at least one value")
+    return value

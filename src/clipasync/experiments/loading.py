@@ -1,0 +1,106 @@
+"""Read an experiment file: YAML, profiles, ``--set`` overrides, then validation.
+
+Profiles: a file may hold ``profiles: {quick: {dotted.key: value, ...}, full: {...}}``
+and ``default_profile: quick``. ``load_config(path, profile="full")`` (the CLI's
+``--profile full``) applies the named profile's overrides to the file, then the
+``--set`` overrides; without ``--profile`` the ``default_profile`` is applied, and a
+file without one runs as written. A profile key names a dotted path
+(``problem.subset``) or a whole top-level section (``sweep: {timing.slow_time: [4]}``:
+sweep keys contain dots, so replace the sweep as a whole).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from clipasync.errors import ConfigError
+from clipasync.experiments.schema import ExperimentConfig, set_dotted, validate_config
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``key.sub=value`` and parse the value as YAML.
+
+    Raises:
+        ConfigError: If there is no ``=`` or the value is not valid YAML.
+    """
+    key, sep, value = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"bad override {text!r}: expected key.sub=value")
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        line = str(exc).splitlines()[0]
+        raise ConfigError(f"bad override {text!r}: {line}") from None
+
+
+def apply_profile(raw: dict[str, Any], profile: str | None = None) -> None:
+    """Apply a profile of ``raw['profiles']`` in place and drop the profile keys.
+
+    Args:
+        raw: Parsed experiment file (modified).
+        profile: Profile name; ``None`` uses ``default_profile`` if the file has one.
+            The chosen name is stored as ``raw['profile']``.
+
+    Raises:
+        ConfigError: If the profile is unknown or malformed.
+    """
+    profiles = raw.pop("profiles", None) or {}
+    default = raw.pop("default_profile", None)
+    if not isinstance(profiles, dict):
+        raise ConfigError("config error at profiles: must be a mapping name -> {...}")
+    name = profile if profile is not None else default
+    if name is None:
+        return
+    if name not in profiles:
+        known = ", ".join(map(str, profiles)) or "none defined"
+        raise ConfigError(f"config error: unknown profile {name!r} (profiles: {known})")
+    settings = profiles[name] or {}
+    if not isinstance(settings, dict):
+        raise ConfigError(f"config error at profiles.{name}: must be a mapping")
+    for key, value in settings.items():
+        set_dotted(raw, str(key), value)
+    raw["profile"] = str(name)
+
+
+def load_config(
+    path: str | Path, overrides: list[str] | None = None, profile: str | None = None
+) -> ExperimentConfig:
+    """Read, override and validate an experiment file.
+
+    Args:
+        path: YAML file.
+        overrides: ``key.sub=value`` strings applied before validation; values are
+            parsed as YAML (``--set methods.clipped.max_norm=[1,2]``).
+        profile: Profile of the file's ``profiles`` to apply before ``overrides``
+            (default: the file's ``default_profile``, if any).
+
+    Raises:
+        ConfigError: If the file is missing, not YAML, or invalid (one line).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"config error: {p}{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config error: {p} must hold a mapping")
+    apply_profile(raw, profile)
+    for text_override in overrides or []:
+        key, value = parse_override(text_override)
+        set_dotted(raw, key, value)
+    return validate_config(raw)

@@ -1,0 +1,139 @@
+"""The run directory of an experiment, written atomically run by run::
+
+    out/
+      config.resolved.yaml   the expanded config (written first)
+      runs.json              the run ids of this config, in grid order
+      runs/<run_id>/         summary.json, evals.csv, arrivals.csv.gz (gzip-compressed
+                             CSV; runs of older versions have arrivals.csv) (atomic
+                             rename), final_x.npy (last iterate; only with
+                             diagnostics "final")
+      diagnostics.json       tail indices of the gradient noise (experiments.diagnose)
+      summary.csv, report.md, *.png   (clipasync.reports.report.build_report)
+
+A run whose ``summary.json`` is present is finished: a rerun loads it instead of
+running it again; leftovers of killed runs are removed and redone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from clipasync.experiments.execute import RunOutcome
+from clipasync.experiments.grid import RunSpec, expand
+from clipasync.experiments.schema import ExperimentConfig
+from clipasync.io import (
+    atomic_dir,
+    read_json,
+    remove_leftovers,
+    write_csv_atomic,
+    write_json_atomic,
+    write_rows_csv_atomic,
+    write_text_atomic,
+)
+
+RUNS_DIR = "runs"
+SUMMARY_FILE = "summary.json"
+FINAL_POINT_FILE = "final_x.npy"
+#: A run's per-arrival record: a gzip-compressed CSV (``pandas.read_csv`` reads it).
+ARRIVALS_FILE = "arrivals.csv.gz"
+#: The uncompressed name that runs written by earlier versions use; still read.
+LEGACY_ARRIVALS_FILE = "arrivals.csv"
+
+
+def arrivals_path(run_dir: Path) -> Path | None:
+    """Return the arrival record of a run directory, or ``None`` if it has none.
+
+    This is ``arrivals.csv.gz``, or the uncompressed ``arrivals.csv`` of a run
+    written by an earlier version; read either with :func:`clipasync.io.read_columns`.
+    """
+    for name in (ARRIVALS_FILE, LEGACY_ARRIVALS_FILE):
+        path = run_dir / name
+        if path.is_file():
+            return path
+    return None
+
+
+def save_run(
+    outcome: RunOutcome,
+    runs_dir: Path,
+    record_arrivals: bool = True,
+    save_final: bool = False,
+) -> Path:
+    """Write a run as ``runs_dir/<run_id>/`` atomically (temp dir, then rename).
+
+    With ``save_final`` the last iterate is kept as ``final_x.npy`` (for
+    diagnostics measured at the end of a run).
+    """
+    dest = runs_dir / str(outcome.summary["run_id"])
+    with atomic_dir(dest) as tmp:
+        if save_final and outcome.params is not None:
+            np.save(tmp / FINAL_POINT_FILE, np.asarray(outcome.params))
+        if record_arrivals:
+            write_csv_atomic(tmp / ARRIVALS_FILE, outcome.arrivals)
+        write_rows_csv_atomic(
+            tmp / "evals.csv", outcome.evals, columns=("time", "version")
+        )
+        # Written last: its presence marks a complete run, even without the rename.
+        write_json_atomic(tmp / SUMMARY_FILE, outcome.summary)
+    return dest
+
+
+def load_summary(run_dir: Path) -> dict[str, Any] | None:
+    """Return a finished run's summary, or ``None`` if it is absent or unreadable."""
+    path = run_dir / SUMMARY_FILE
+    if not path.is_file():
+        return None
+    try:
+        data = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def prepare_out_dir(config: ExperimentConfig, out: Path) -> tuple[Path, list[RunSpec]]:
+    """Create ``out/runs``, clear leftovers of killed runs, write the resolved config
+    and the run index; return the runs directory and the expanded specs."""
+    runs_dir = out / RUNS_DIR
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(runs_dir)
+    specs = expand(config)
+    write_text_atomic(
+        out / "config.resolved.yaml",
+        yaml.safe_dump(config.resolved(), sort_keys=False, default_flow_style=None),
+    )
+    write_json_atomic(out / "runs.json", [s.run_id for s in specs])
+    return runs_dir, specs
+
+
+def load_runs(
+    out_dir: str | Path, run_ids: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """Return the summaries of the finished runs of a report directory.
+
+    Args:
+        out_dir: Report directory.
+        run_ids: Restrict to these ids (default: ``runs.json`` if present, else all).
+    """
+    out = Path(out_dir)
+    runs_dir = out / RUNS_DIR
+    if run_ids is None:
+        index = out / "runs.json"
+        if index.is_file():
+            run_ids = [str(r) for r in read_json(index)]
+        elif runs_dir.is_dir():
+            run_ids = sorted(
+                p.name for p in runs_dir.iterdir() if not p.name.startswith(".")
+            )
+        else:
+            run_ids = []
+    out_list = []
+    for rid in run_ids:
+        s = load_summary(runs_dir / rid)
+        if s is not None:
+            out_list.append(s)
+    return out_list

@@ -1,0 +1,320 @@
+"""The hyperparameters of each server method, its factory and its report label.
+
+One frozen dataclass per method of Erickson & Johansson (2026), "Clipping Makes
+Distributed and Federated Asynchronous SGD Robust to Stragglers" (arXiv 2606.13287),
+and its baselines; :mod:`clipasync.policies.registry` registers them. Field order is
+the order of a run record's ``hyper`` (grid axes first), so records, run ids and their
+hashes read as they always have. See :mod:`clipasync.policies.hyper` for the field
+metadata.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, cast
+
+from clipasync.errors import HyperparameterError
+from clipasync.policies.async_sgd import Assign, AsyncSGD
+from clipasync.policies.base import ServerPolicy
+from clipasync.policies.fedasync import FedAsync
+from clipasync.policies.fedbuff import FedBuff
+from clipasync.policies.hyper import (
+    at_least,
+    axis,
+    fmt_value,
+    in_range,
+    one_of,
+    positive,
+    setting,
+)
+from clipasync.policies.rennala import Rennala, SyncMinibatch
+from clipasync.policies.ringmaster import Ringmaster
+from clipasync.policies.staleness import (
+    ConstantStaleness,
+    StalenessFn,
+    make_staleness,
+)
+from clipasync.transforms.base import GradientTransform
+from clipasync.transforms.chains import AdaptiveClip, clipped_sgd, fedbuff_server
+
+_ADAPTIVE = setting(parse=AdaptiveClip.from_config, omit_none=True)
+_STALENESS = setting(parse=make_staleness, yaml=str | dict[str, Any] | None)
+
+
+def _check_step(
+    stepsize: float, max_norm: float | None, adaptive: AdaptiveClip | None
+) -> None:
+    positive("stepsize", stepsize)
+    if max_norm is not None:
+        positive("max_norm", max_norm, finite=False)
+    if adaptive is not None and max_norm is not None:
+        raise HyperparameterError(
+            "adaptive_clip",
+            "give either max_norm or adaptive_clip (its initial_max_norm sets the "
+            "starting level), not both",
+        )
+
+
+def _step_label(stepsize: float | None, max_norm: float | None) -> list[str]:
+    parts = [f"γ={fmt_value(stepsize)}"] if stepsize is not None else []
+    if max_norm is not None:
+        parts.append(f"c={fmt_value(max_norm)}")
+    return parts
+
+
+def _tail_label(delay_adaptive: bool, assign: str) -> list[str]:
+    parts = ["delay-adaptive"] if delay_adaptive else []
+    if assign == "random":
+        parts.append("random assignment")
+    return parts
+
+
+def _policy(built: object) -> ServerPolicy[Any]:
+    # The frozen policy dataclasses expose ``name`` read-only, which mypy does not
+    # accept for the protocol's plain attribute.
+    return cast("ServerPolicy[Any]", built)
+
+
+# ---------------------------------------------------------------------------
+# Asynchronous SGD and its synchronous / bounded-delay baselines.
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsyncSGDParams:
+    """Asynchronous SGD, u = γ·clip_c(g) (Algorithm 1; ``assign="random"``:
+    Algorithm 2). No ``max_norm``: vanilla ASGD; ``delay_adaptive``: the stepsize
+    γ·min(1, n/delay) of Mishchenko et al. (2022); ``adaptive_clip``: a learned c."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+    assign: Assign = "same"
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+        one_of("assign", self.assign, ("same", "random"))
+
+    def transform(self) -> GradientTransform:
+        return clipped_sgd(
+            self.stepsize,
+            max_norm=self.max_norm,
+            adaptive=self.adaptive_clip,
+            delay_adaptive=self.delay_adaptive,
+        )
+
+
+def build_async_sgd(p: AsyncSGDParams) -> ServerPolicy[Any]:
+    return _policy(AsyncSGD(p.transform(), assign=p.assign))
+
+
+def label_async_sgd(p: AsyncSGDParams) -> str:
+    parts = _step_label(p.stepsize, p.max_norm)
+    return ", ".join(parts + _tail_label(p.delay_adaptive, p.assign))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RingmasterParams:
+    """Ringmaster ASGD: gradients with delay >= ``max_delay`` (R) are discarded."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    max_delay: int = field(metadata=axis("R"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+    cancel_stale: bool = False
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+        at_least("max_delay", self.max_delay, 1)
+
+    def transform(self) -> GradientTransform:
+        return clipped_sgd(
+            self.stepsize,
+            max_norm=self.max_norm,
+            adaptive=self.adaptive_clip,
+            delay_adaptive=self.delay_adaptive,
+        )
+
+
+def build_ringmaster(p: RingmasterParams) -> ServerPolicy[Any]:
+    return _policy(
+        Ringmaster(p.transform(), max_delay=p.max_delay, cancel_stale=p.cancel_stale)
+    )
+
+
+def label_ringmaster(p: RingmasterParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"R={p.max_delay}"]
+    return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RennalaParams:
+    """Rennala SGD: one step with the mean of ``batch_size`` (B) fresh gradients."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    batch_size: int = field(metadata=axis("B"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+        at_least("batch_size", self.batch_size, 1)
+
+    def transform(self) -> GradientTransform:
+        return clipped_sgd(
+            self.stepsize,
+            max_norm=self.max_norm,
+            adaptive=self.adaptive_clip,
+            delay_adaptive=self.delay_adaptive,
+        )
+
+
+def build_rennala(p: RennalaParams) -> ServerPolicy[Any]:
+    return _policy(Rennala(p.transform(), batch_size=p.batch_size))
+
+
+def label_rennala(p: RennalaParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"B={p.batch_size}"]
+    return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MinibatchParams:
+    """Synchronous minibatch SGD: one gradient per worker, then one step."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+
+    def transform(self) -> GradientTransform:
+        return clipped_sgd(
+            self.stepsize,
+            max_norm=self.max_norm,
+            adaptive=self.adaptive_clip,
+            delay_adaptive=self.delay_adaptive,
+        )
+
+
+def build_minibatch(p: MinibatchParams) -> ServerPolicy[Any]:
+    return _policy(SyncMinibatch(p.transform()))
+
+
+def label_minibatch(p: MinibatchParams) -> str:
+    parts = _step_label(p.stepsize, p.max_norm)
+    return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
+
+
+# ---------------------------------------------------------------------------
+# Federated methods: a job is local training on the client's shard.
+
+
+def _check_clients(
+    local_stepsize: float, client_max_norm: float | None, local_steps: int
+) -> None:
+    positive("local_stepsize", local_stepsize)
+    if client_max_norm is not None:
+        positive("client_max_norm", client_max_norm, finite=False)
+    at_least("local_steps", local_steps, 1)
+
+
+def _client_label(
+    local_stepsize: float, local_steps: int, client_max_norm: float | None
+) -> list[str]:
+    parts = [f"η_l={fmt_value(local_stepsize)}", f"Q={local_steps}"]
+    if client_max_norm is not None:
+        parts.append(f"client c={fmt_value(client_max_norm)}")
+    return parts
+
+
+@dataclass(frozen=True, kw_only=True)
+class FedBuffParams:
+    """FedBuff (Nguyen et al. 2022): the server buffers ``buffer_size`` (K) client
+    deltas and steps with η_g (``stepsize``) on their clipped (``max_norm``) mean,
+    through heavy-ball ``server_momentum`` when set; clients run ``local_steps`` of
+    SGD at ``local_stepsize``, their delta clipped to ``client_max_norm``."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    buffer_size: int = field(metadata=axis("K"))
+    local_stepsize: float = field(metadata=axis("el"))
+    client_max_norm: float | None = field(default=None, metadata=axis("cc"))
+    #: η_g is never delay-adaptive; the run records keep the key.
+    delay_adaptive: Literal[False] = field(default=False, init=False)
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+    server_momentum: float | None = None
+    max_staleness: int | None = None
+    local_steps: int = 1
+    staleness: StalenessFn = field(
+        default_factory=ConstantStaleness, metadata=_STALENESS
+    )
+    assign: Assign = "same"
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+        at_least("buffer_size", self.buffer_size, 1)
+        _check_clients(self.local_stepsize, self.client_max_norm, self.local_steps)
+        if self.server_momentum is not None:
+            in_range("server_momentum", self.server_momentum, 0.0, 1.0)
+        if self.max_staleness is not None:
+            at_least("max_staleness", self.max_staleness, 0)
+        one_of("assign", self.assign, ("same", "random"))
+
+
+def build_fedbuff(p: FedBuffParams) -> ServerPolicy[Any]:
+    server = fedbuff_server(
+        p.stepsize,
+        max_norm=p.max_norm,
+        adaptive=p.adaptive_clip,
+        server_momentum=p.server_momentum,
+    )
+    return _policy(
+        FedBuff(p.buffer_size, server, p.staleness, p.max_staleness, p.assign)
+    )
+
+
+def label_fedbuff(p: FedBuffParams) -> str:
+    parts = [f"γ={fmt_value(p.stepsize)}", f"K={p.buffer_size}"]
+    parts += _client_label(p.local_stepsize, p.local_steps, p.client_max_norm)
+    if p.server_momentum is not None:
+        parts.append(f"β={fmt_value(p.server_momentum)}")
+    if p.max_norm is not None:
+        parts.append(f"c={fmt_value(p.max_norm)}")
+    return ", ".join(parts + _tail_label(False, p.assign))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FedAsyncParams:
+    """FedAsync (Xie et al. 2019): x ← (1 − α_t) x + α_t x_client with α_t = ``mixing``
+    × staleness weight; no server stepsize. Clients as in :class:`FedBuffParams`."""
+
+    mixing: float = field(metadata=axis("a"))
+    local_stepsize: float = field(metadata=axis("el"))
+    client_max_norm: float | None = field(default=None, metadata=axis("cc"))
+    #: Mixing is never delay-adaptive; the run records keep the key.
+    delay_adaptive: Literal[False] = field(default=False, init=False)
+    local_steps: int = 1
+    staleness: StalenessFn = field(
+        default_factory=ConstantStaleness, metadata=_STALENESS
+    )
+    assign: Assign = "same"
+
+    def __post_init__(self) -> None:
+        in_range("mixing", self.mixing, 0.0, 1.0, closed="(]")
+        _check_clients(self.local_stepsize, self.client_max_norm, self.local_steps)
+        one_of("assign", self.assign, ("same", "random"))
+
+
+def build_fedasync(p: FedAsyncParams) -> ServerPolicy[Any]:
+    return _policy(FedAsync(p.mixing, p.staleness, p.assign))
+
+
+def label_fedasync(p: FedAsyncParams) -> str:
+    parts = [f"α={fmt_value(p.mixing)}"]
+    parts += _client_label(p.local_stepsize, p.local_steps, p.client_max_norm)
+    return ", ".join(parts + _tail_label(False, p.assign))

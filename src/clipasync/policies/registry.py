@@ -1,0 +1,210 @@
+"""The method registry: one entry per server policy that a YAML ``policy:`` names.
+
+An entry holds everything the rest of the package knows about a method: its name,
+a one-line description (``clipasync list``), its parameter class (a frozen dataclass
+whose fields with their defaults are the method's hyperparameters, see
+:mod:`clipasync.policies.hyper`), the factory ``params -> ServerPolicy``, the label
+a report shows for a grid point, and whether its jobs are federated local training.
+The experiment layer derives the YAML schema, the grid, the run-id tags and the
+builders from the entries, so adding a method is its module and one
+:func:`register` call (below, for the methods of Erickson & Johansson 2026,
+arXiv 2606.13287, Algorithms 1–2, and their baselines)::
+
+    register(MethodEntry("half", "SGD with half the gradient", HalfParams, build_half,
+                         label_half))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from clipasync.errors import ConfigError
+from clipasync.policies import params as p
+from clipasync.policies.base import ServerPolicy
+from clipasync.policies.hyper import fields_of, fmt_value, from_hyper, is_axis, tags
+from clipasync.policies.hyper import to_hyper as _to_hyper
+
+P = TypeVar("P")
+
+
+@dataclass(frozen=True)
+class MethodEntry(Generic[P]):
+    """A server method as a YAML file names it.
+
+    Attributes:
+        name: The value of ``policy:``.
+        description: One line for ``clipasync list``.
+        params: Parameter class: a frozen dataclass; its fields are the method's
+            hyperparameters (grid axes marked by
+            :func:`~clipasync.policies.hyper.axis`).
+        build: Factory of the server policy of one grid point.
+        label: Text of a grid point in reports (``γ=0.5, c=1``).
+        federated: Jobs are local training on the client's shard (the parameters
+            then hold ``local_steps``, ``local_stepsize`` and ``client_max_norm``).
+        needs_all_workers: The method waits for every worker (synchronous rounds),
+            so it cannot run in an open system.
+    """
+
+    name: str
+    description: str
+    params: type[P]
+    build: Callable[[P], ServerPolicy[Any]]
+    label: Callable[[P], str]
+    federated: bool = False
+    needs_all_workers: bool = False
+    tags: tuple[tuple[str, str], ...] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "tags", tags(self.params))  # also checks params
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The hyperparameters a YAML method of this policy may set."""
+        return tuple(f.name for f in fields_of(self.params) if f.init)
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        """The fields that are grid axes."""
+        return tuple(f.name for f in fields_of(self.params) if is_axis(f))
+
+    def to_hyper(self, params: P) -> dict[str, Any]:
+        """Return the plain record of a grid point (run settings, summaries)."""
+        return _to_hyper(params)
+
+    def from_hyper(self, hyper: Mapping[str, Any]) -> P:
+        """Return the parameters of a plain record.
+
+        Raises:
+            HyperparameterError: If a value is invalid.
+        """
+        return from_hyper(self.params, hyper)  # type: ignore[no-any-return]
+
+
+_ENTRIES: dict[str, MethodEntry[Any]] = {}
+
+
+def register(entry: MethodEntry[P]) -> MethodEntry[P]:
+    """Add a method; its name must be new.
+
+    Raises:
+        ConfigError: If a method of that name is registered.
+    """
+    if entry.name in _ENTRIES:
+        raise ConfigError(f"policy {entry.name!r} is already registered")
+    _ENTRIES[entry.name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    """Remove a method (a test's toy method, say); unknown names are ignored."""
+    _ENTRIES.pop(name, None)
+
+
+def names() -> tuple[str, ...]:
+    """Return the registered policy names, in registration order."""
+    return tuple(_ENTRIES)
+
+
+def entries() -> tuple[MethodEntry[Any], ...]:
+    """Return the registered entries, in registration order."""
+    return tuple(_ENTRIES.values())
+
+
+def lookup(name: str) -> MethodEntry[Any]:
+    """Return the entry of a policy name.
+
+    Raises:
+        ConfigError: One line listing the registered names.
+    """
+    entry = _ENTRIES.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise ConfigError(
+            f"unknown policy {name!r}; choose one of: {', '.join(_ENTRIES)}"
+        )
+    return entry
+
+
+def build(policy: str, params: Any) -> ServerPolicy[Any]:
+    """Return the server policy of a grid point of ``policy``."""
+    return lookup(policy).build(params)
+
+
+def label(policy: str, hyper: Mapping[str, Any]) -> str:
+    """Return a report's text for a run record's ``hyper`` (``γ=0.5, c=1``).
+
+    A record of a policy that is not registered (or that no longer reads) shows as
+    ``key=value`` pairs.
+    """
+    entry = _ENTRIES.get(policy)
+    if entry is not None:
+        try:
+            return entry.label(entry.from_hyper(hyper))
+        except (ConfigError, TypeError):
+            pass
+    return ", ".join(f"{k}={fmt_value(v)}" for k, v in hyper.items() if v is not None)
+
+
+register(
+    MethodEntry(
+        "async_sgd",
+        "asynchronous SGD: vanilla, clipped (max_norm), delay-adaptive, "
+        "Alg. 2 (assign: random)",
+        p.AsyncSGDParams,
+        p.build_async_sgd,
+        p.label_async_sgd,
+    )
+)
+register(
+    MethodEntry(
+        "ringmaster",
+        "Ringmaster ASGD: discard gradients with delay >= max_delay (R)",
+        p.RingmasterParams,
+        p.build_ringmaster,
+        p.label_ringmaster,
+    )
+)
+register(
+    MethodEntry(
+        "rennala",
+        "Rennala SGD: step with the mean of batch_size (B) fresh gradients",
+        p.RennalaParams,
+        p.build_rennala,
+        p.label_rennala,
+        needs_all_workers=True,
+    )
+)
+register(
+    MethodEntry(
+        "minibatch",
+        "synchronous minibatch SGD: one gradient per worker",
+        p.MinibatchParams,
+        p.build_minibatch,
+        p.label_minibatch,
+        needs_all_workers=True,
+    )
+)
+register(
+    MethodEntry(
+        "fedbuff",
+        "FedBuff: buffer buffer_size (K) client deltas, server stepsize (eta_g), "
+        "optional server_momentum; clients run local_steps at local_stepsize, "
+        "deltas clipped to client_max_norm",
+        p.FedBuffParams,
+        p.build_fedbuff,
+        p.label_fedbuff,
+        federated=True,
+    )
+)
+register(
+    MethodEntry(
+        "fedasync",
+        "FedAsync: mix client models with weight mixing (alpha) x staleness; "
+        "clients run local_steps at local_stepsize, clipped to client_max_norm",
+        p.FedAsyncParams,
+        p.build_fedasync,
+        p.label_fedasync,
+        federated=True,
+    )
+)
