@@ -137,7 +137,7 @@ TINY = (
 
 
 def _tiny_config(tmp_path):
-    from clipasync.experiments.config import load_config
+    from clipasync.experiments.loading import load_config
 
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY)
@@ -150,7 +150,8 @@ def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
         resume_experiment,
         run_experiment_on_ray,
     )
-    from clipasync.experiments.runner import load_runs
+    from clipasync.experiments.rundir import load_runs
+    from clipasync.reports.report import build_ray_report
 
     out = run_experiment_on_ray(
         _tiny_config(tmp_path),
@@ -159,6 +160,7 @@ def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
         checkpoint_every=5,
         source=(TINY, [], None),
     )
+    build_ray_report(out)  # the runner no longer builds the report (the CLI does)
     runs = load_runs(out)
     assert {r["method"] for r in runs} == {"clipped", "vanilla", "fedbuff"}
     for r in runs:

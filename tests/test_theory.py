@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from clipasync.errors import ConfigError
+from clipasync.reports.theory_table import format_theory_report, theory_rows
 from clipasync.theory import (
     TheoryReport,
     clipped_asgd_parameters,
@@ -295,15 +296,26 @@ def test_theory_report_for_the_paper_setting() -> None:
     assert report.concurrency == 16
     assert report.max_delay == 39.0  # 8D + 7
     assert report.update_rate == pytest.approx(10.0)
-    text = report.to_text()
+    rows = theory_rows(report)
+    values = {name: value for name, value, _ in rows}
+    assert values["concurrency tau_C"] == "16"
+    assert values["max delay tau_max"] == "39"
+    assert values["update rate sum 1/tau_i"] == "10"
+    # Time = updates / rate: the clipped T over λ = 10.
+    assert float(values["clipped: time T/rate"]) == pytest.approx(
+        report.clipped.num_updates / 10.0, rel=1e-3
+    )
+    text = format_theory_report(report)
     lines = text.splitlines()
     assert lines[0].startswith("quantity") and set(lines[1]) == {"-"}
-    assert len(lines) == 2 + len(report.rows())
+    assert len(lines[1]) == max(len(line) for line in lines)
+    assert len(lines) == 2 + len(rows)
     # Values are right-aligned under the header "value".
     header_end = lines[0].index("value") + len("value")
-    for line, (name, value, _) in zip(lines[2:], report.rows(), strict=True):
+    for line, (name, value, source) in zip(lines[2:], rows, strict=True):
         assert line.startswith(name)
         assert line.index(value, len(name)) + len(value) == header_end
+        assert line.endswith(source)
     assert "audit constants" in text
 
 

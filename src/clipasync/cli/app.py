@@ -17,10 +17,9 @@ A configuration error prints ``error: <one line>`` on stderr and exits with stat
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -28,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipasync.cli.diagnostics import hp_cmd, noise_cmd, theory_cmd
+from clipasync.cli.guard import guard
 from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
@@ -38,7 +38,23 @@ from clipasync.cli.options import (
     SlowTimeOpt,
     timing_from_options,
 )
-from clipasync.errors import ClipasyncError, ConfigError
+from clipasync.errors import ConfigError
+from clipasync.experiments.build import build_timing
+from clipasync.experiments.grid import expand
+from clipasync.experiments.loading import load_config
+from clipasync.experiments.ray_backend import (
+    export_trace,
+    resume_experiment,
+    run_experiment_on_ray,
+)
+from clipasync.experiments.runner import run_experiment
+from clipasync.experiments.timing_schema import TIMING_KINDS
+from clipasync.policies.registry import entries
+from clipasync.problems import PROBLEMS
+from clipasync.problems.noise import NOISES
+from clipasync.reports.compare import compare_reports
+from clipasync.reports.report import build_ray_report, build_report
+from clipasync.sim import simulate_timing
 
 app = typer.Typer(
     name="clipasync",
@@ -47,18 +63,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-T = TypeVar("T")
-
-
-def _guard(fn: Callable[[], T]) -> T:
-    """Run ``fn``; a library error becomes ``error: <one line>`` and exit code 2."""
-    try:
-        return fn()
-    except ClipasyncError as exc:
-        msg = " ".join(str(exc).split())
-        typer.echo(f"error: {msg}", err=True)
-        raise typer.Exit(2) from None
 
 
 @app.command("run")
@@ -113,8 +117,6 @@ def run_cmd(
 
     Rerunning into the same --out skips the runs that already finished.
     """
-    from clipasync.experiments.config import load_config
-    from clipasync.experiments.runner import expand, run_experiment
 
     def go() -> Path:
         cfg = load_config(config, set_ or [], profile=profile)
@@ -127,8 +129,6 @@ def run_cmd(
             typer.echo(f"{cfg.name}: {len(specs)} runs -> {target}", err=True)
         t0 = time.perf_counter()
         if backend == "ray":
-            from clipasync.experiments.ray_backend import run_experiment_on_ray
-
             path = run_experiment_on_ray(
                 cfg,
                 target,
@@ -138,17 +138,19 @@ def run_cmd(
                 checkpoint_every=checkpoint_every,
                 source=(config.read_text(), list(set_ or []), profile),
             )
+            build_ray_report(path)
         elif backend == "sim":
             path = run_experiment(
                 cfg, target, progress=not no_progress, workers=workers
             )
+            build_report(path)
         else:
             raise ConfigError(f"unknown backend {backend!r}; choose one of: sim, ray")
         if not no_progress:
             typer.echo(f"done in {time.perf_counter() - t0:.1f} s", err=True)
         return path
 
-    path = _guard(go)
+    path = guard(go)
     typer.echo(str(path))
 
 
@@ -162,10 +164,13 @@ def resume_cmd(
     ] = None,
 ) -> None:
     """Continue a Ray experiment whose driver was killed, from its checkpoints."""
-    from clipasync.experiments.ray_backend import resume_experiment
 
-    path = _guard(lambda: resume_experiment(run_dir, address))
-    typer.echo(str(path))
+    def go() -> Path:
+        path = resume_experiment(run_dir, address)
+        build_ray_report(path)
+        return path
+
+    typer.echo(str(guard(go)))
 
 
 @app.command("trace")
@@ -177,9 +182,7 @@ def trace_cmd(
 ) -> None:
     """Export a Ray run's measured compute times as a trace the simulator replays,
     and compare simulated with measured update rate and delays."""
-    from clipasync.experiments.ray_backend import export_trace
-
-    data = _guard(lambda: export_trace(run, out))
+    data = guard(lambda: export_trace(run, out))
     q = data["delay_quantiles_sim_vs_measured"]
     typer.echo(
         f"update rate: measured {data['measured_rate']:.4g}, simulated "
@@ -197,9 +200,7 @@ def report_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A directory written by `run`.")],
 ) -> None:
     """Rebuild summary.csv, report.md and the plots of a run directory."""
-    from clipasync.reports.report import build_report
-
-    path = _guard(lambda: build_report(run_dir))
+    path = guard(lambda: build_report(run_dir))
     typer.echo(str(path))
 
 
@@ -214,9 +215,7 @@ def compare_cmd(
     ] = None,
 ) -> None:
     """Put several reports side by side: speedups (and the paper's) per sweep point."""
-    from clipasync.reports.compare import compare_reports
-
-    table, path = _guard(lambda: compare_reports(list(reports), out))
+    table, path = guard(lambda: compare_reports(list(reports), out))
     typer.echo(table)
     if path is not None:
         typer.echo(str(path))
@@ -225,10 +224,6 @@ def compare_cmd(
 @app.command("list")
 def list_cmd() -> None:
     """List the method policies, timing models, problems and noise kinds."""
-    from clipasync.experiments.config import METHOD_POLICIES, TIMING_KINDS
-    from clipasync.problems import PROBLEMS
-    from clipasync.problems.noise import NOISES
-
     console = Console(width=100)
 
     def table(title: str, rows: list[tuple[str, str]]) -> None:
@@ -242,12 +237,8 @@ def list_cmd() -> None:
     table(
         "Methods (policy: and its fields)",
         [
-            (
-                name,
-                f"{desc}; fields: stepsize, max_norm, delay_adaptive"
-                + "".join(f", {f}" for f in fields),
-            )
-            for name, (desc, fields) in METHOD_POLICIES.items()
+            (e.name, f"{e.description}; fields: {', '.join(e.fields)}")
+            for e in entries()
         ],
     )
     table(
@@ -289,9 +280,6 @@ def timing_cmd(
     Algorithm 1 (every worker busy, re-dispatched on return); 10^5 events take well
     under a second.
     """
-    from clipasync.experiments.config import load_config
-    from clipasync.experiments.runner import build_timing
-    from clipasync.sim import simulate_timing
 
     def models() -> list[tuple[str, dict[str, Any]]]:
         if config is not None:
@@ -346,11 +334,11 @@ def timing_cmd(
             )
         return table
 
-    table = _guard(go)
+    table = guard(go)
     Console(width=110).print(table)
 
 
-# Noise tails, theory calculator, high-probability report (cli_diagnostics).
+# Noise tails, theory calculator, high-probability report (cli/diagnostics.py).
 app.command("noise")(noise_cmd)
 app.command("theory")(theory_cmd)
 app.command("hp")(hp_cmd)

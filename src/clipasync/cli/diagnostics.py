@@ -1,4 +1,5 @@
-"""The ``noise``, ``theory`` and ``hp`` commands (registered in :mod:`clipasync.cli.app`).
+"""The ``noise``, ``theory`` and ``hp`` commands (registered in
+:mod:`clipasync.cli.app`).
 
 Examples::
 
@@ -8,20 +9,21 @@ Examples::
     clipasync hp experiments/stragglers.yaml --seeds 20 --out reports/hp
 
 Errors follow the CLI's convention: ``error: <one line>`` on stderr, exit status 2.
-The work is done by :mod:`clipasync.reports.noise`, :mod:`clipasync.reports.theory_table` and
-:mod:`clipasync.reports.hp`; this module only parses options and prints.
+The work is done by :mod:`clipasync.reports.noise`,
+:mod:`clipasync.reports.theory_table` and :mod:`clipasync.reports.hp`; this module
+only parses options and prints.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import typer
 
+from clipasync.cli.guard import guard
 from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
@@ -32,14 +34,19 @@ from clipasync.cli.options import (
     SlowTimeOpt,
     timing_from_options,
 )
-
-T = TypeVar("T")
-
-
-def _guarded(fn: Callable[[], T]) -> T:
-    from clipasync.cli.app import _guard
-
-    return _guard(fn)
+from clipasync.errors import ConfigError
+from clipasync.experiments.build import build_timing
+from clipasync.experiments.loading import load_config
+from clipasync.reports.hp import run_high_probability
+from clipasync.reports.hp_report import format_text
+from clipasync.reports.noise import format_table, noise_report
+from clipasync.reports.theory_table import (
+    check_eps,
+    describe_timing,
+    format_theory_table,
+    resolve_constants,
+    theory_table,
+)
 
 
 def noise_cmd(
@@ -72,8 +79,6 @@ def noise_cmd(
     1 sub-exponential); Hill α with a 90 % bootstrap interval tests for a
     polynomial tail. Without --out the plot goes to reports/noise-<name>-<time>.
     """
-    from clipasync.experiments.config import load_config
-    from clipasync.reports.noise import format_table, noise_report
 
     def go() -> tuple[str, Path]:
         cfg = load_config(config, set_ or [])
@@ -86,7 +91,7 @@ def noise_cmd(
         )
         return format_table(results), target
 
-    text, target = _guarded(go)
+    text, target = guard(go)
     typer.echo(text)
     typer.echo(str(target / "noise_tails.png"))
 
@@ -142,15 +147,6 @@ def theory_cmd(
     Constants not given default to 1 (zeta to 0) unless --estimate reads them off
     the config's problem; the table says where each came from.
     """
-    from clipasync.errors import ConfigError
-    from clipasync.experiments.config import load_config
-    from clipasync.experiments.runner import build_timing
-    from clipasync.reports.theory_table import (
-        check_eps,
-        describe_timing,
-        resolve_constants,
-        theory_table,
-    )
 
     def go() -> str:
         check_eps(eps)
@@ -188,9 +184,9 @@ def theory_cmd(
             seed=seed,
             timing_label=describe_timing(timing),
         )
-        return table.to_text()
+        return format_theory_table(table)
 
-    typer.echo(_guarded(go))
+    typer.echo(guard(go))
 
 
 def hp_cmd(
@@ -226,8 +222,6 @@ def hp_cmd(
     seeds) over --seeds new seeds, in parallel; writes hp_summary.csv,
     hp_report.md and hp_ecdf.png.
     """
-    from clipasync.experiments.config import load_config
-    from clipasync.reports.hp import format_text, run_high_probability
 
     def go() -> tuple[str, Path]:
         cfg = load_config(config, set_ or [])
@@ -248,6 +242,6 @@ def hp_cmd(
             typer.echo(f"done in {time.perf_counter() - t0:.1f} s", err=True)
         return format_text(tails), target
 
-    text, target = _guarded(go)
+    text, target = guard(go)
     typer.echo(text)
     typer.echo(str(target / "hp_report.md"))

@@ -14,6 +14,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
+
+from clipasync.errors import ConfigError
+from clipasync.experiments.messages import one_line
+from clipasync.experiments.timing_schema import TimingConfig
 
 NumFastOpt = Annotated[int, typer.Option(help="two_speed: fast workers.")]
 NumSlowOpt = Annotated[int, typer.Option(help="two_speed: slow workers.")]
@@ -40,12 +45,6 @@ def timing_from_options(
     :class:`~clipasync.errors.ConfigError` naming the ``timing.`` key, as a config
     file would.
     """
-    # Imported here so that ``--help`` does not pay for pydantic and the config.
-    from pydantic import ValidationError
-
-    from clipasync.errors import ConfigError
-    from clipasync.experiments.config import TimingConfig, one_line
-
     raw: dict[str, Any] = {"kind": kind}
     if kind == "two_speed":
         raw.update(num_fast=num_fast, num_slow=num_slow, slow_time=slow_time)

@@ -18,8 +18,10 @@ Checkpoints (``--at``, repeatable):
 * ``init``: the problem's initial point x_0 (the default);
 * ``sgd:K``: after K steps of sequential SGD from x_0, x ← x − γ·clip_c(g), with γ
   and c the smallest stepsize and max_norm of the config's reference method (no
-  clip when it has none); this is the noise "during training" without needing a
-  saved model, and is cheap for the simulator's problems;
+  clip when it has none), run by the library's clipped-ASGD policy with one worker
+  (:mod:`clipasync.reports.noise_checkpoints`); this is the noise "during
+  training" without needing a saved model, and is cheap for the simulator's
+  problems;
 * ``optimum``: the exact minimiser, for problems that have one (``x_star``, least
   squares): the noise at the solution is what sets a clipped method's bias.
 
@@ -49,7 +51,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.experiments.config import ExperimentConfig
 from clipasync.diagnostics.tails import (
     TailFit,
     empirical_survival,
@@ -61,8 +62,11 @@ from clipasync.diagnostics.tails import (
     sub_weibull_survival,
 )
 from clipasync.errors import ConfigError
+from clipasync.experiments.build import build_problem
+from clipasync.experiments.schema import ExperimentConfig
 from clipasync.io import write_json_atomic
 from clipasync.problems.base import Problem
+from clipasync.reports.noise_checkpoints import checkpoint_point, reference_hyper
 from clipasync.seeding import Stream, stream
 from clipasync.types import Vector
 
@@ -114,64 +118,6 @@ class NoiseCheckpoint:
             "hill_alpha": self.hill,
             "hill_interval_90": list(self.hill_interval),
         }
-
-
-def _reference_hyper(config: ExperimentConfig) -> tuple[float, float | None]:
-    """Return (γ, c): smallest stepsize and max_norm of the reference method."""
-    name = config.reference_method
-    method = config.methods[name] if name is not None else None
-    if method is None:  # pragma: no cover - validation requires a method
-        return 0.01, None
-    c = min(method.max_norm) if method.max_norm else None
-    return min(method.stepsize), c
-
-
-def checkpoint_point(
-    problem: Problem,
-    spec: str,
-    rng: np.random.Generator,
-    *,
-    stepsize: float,
-    max_norm: float | None,
-) -> Vector:
-    """Return the point named by a checkpoint spec (see the module docstring).
-
-    Raises:
-        ConfigError: On an unknown spec, a bad step count, or ``optimum`` for a
-            problem without a known minimiser.
-    """
-    if spec == "init":
-        return problem.initial_point()
-    if spec == "optimum":
-        x_star = getattr(problem, "x_star", None)
-        if x_star is None:
-            raise ConfigError(
-                f"checkpoint 'optimum': problem {problem.name!r} has no known "
-                "minimiser; use init or sgd:K"
-            )
-        return np.array(x_star, dtype=np.float64)
-    if spec.startswith("sgd:"):
-        try:
-            steps = int(spec[4:])
-        except ValueError:
-            steps = -1
-        if steps < 0:
-            raise ConfigError(f"checkpoint {spec!r}: expected sgd:K with K >= 0")
-        x = problem.initial_point()
-        for _ in range(steps):
-            g = problem.stochastic_grad(x, rng)
-            norm = float(np.linalg.norm(g))
-            if max_norm is not None and norm > max_norm:
-                g = g * (max_norm / norm)
-            x = x - stepsize * g
-        if not np.all(np.isfinite(x)):
-            raise ConfigError(
-                f"checkpoint {spec!r}: SGD with stepsize {stepsize:g} diverged"
-            )
-        return x
-    raise ConfigError(
-        f"unknown checkpoint {spec!r}; choose init, sgd:K (K SGD steps) or optimum"
-    )
 
 
 def measure_noise(
@@ -233,12 +179,11 @@ def noise_report(
     Raises:
         ConfigError: On an invalid checkpoint or sample count.
     """
-    from clipasync.experiments.runner import build_problem
 
     point = config.sweep_points()[0]
     cfg = config.at(point) if point else config
     problem = build_problem(cfg.problem.model_dump(mode="json", exclude_none=True))
-    stepsize, max_norm = _reference_hyper(cfg)
+    stepsize, max_norm = reference_hyper(cfg)
     results = []
     for i, spec in enumerate(at or ("init",)):
         rng = stream(seed, Stream.ORACLE, i)

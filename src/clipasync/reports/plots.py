@@ -1,7 +1,8 @@
 """PNG figures of an experiment report (matplotlib, Agg backend; imported only here).
 
-Each function takes plain arrays prepared by :mod:`clipasync.reports.report` and writes one
-file, so the figures can be regenerated from a run directory without rerunning.
+Each function takes plain arrays prepared by :mod:`clipasync.reports.figures` and
+writes one file, so the figures can be regenerated from a run directory without
+rerunning.
 """
 
 from __future__ import annotations

@@ -2,16 +2,20 @@
 
 It gathers the constants (from options, or estimated from a config's problem with
 ``--estimate``), the compute-time model (from options or from the config), and
-prints :func:`clipasync.theory.theory_report` together with the simulated update rate
-and delay quantiles of the timing model (:func:`clipasync.sim.simulate_timing`).
+prints :func:`clipasync.theory.theory_report` together with the simulated update
+rate and delay quantiles of the timing model (:func:`clipasync.sim.simulate_timing`).
+The text formatting of the theory numbers lives here too (:func:`theory_rows`,
+:func:`format_theory_report`, :func:`format_theory_table`): the theory floor only
+computes.
 
 Which numbers are whose (also printed under the table):
 
 * the **rates** (the three terms of Thm 4.2/4.3 of Erickson & Johansson 2026) are
   the paper's, constants omitted;
 * the clipped-ASGD **stepsize, max_norm and horizon T** use constants
-  *reconstructed* by a third-party audit of the proof (PAPER.md §4.2), with a free
-  safety constant K (default 16): orders of magnitude, not tuned values;
+  *reconstructed* by a third-party audit of the proof of Thm 4.2 (the paper does
+  not print them), with a free safety constant K (default 16): orders of
+  magnitude, not tuned values;
 * vanilla (O(σ²LΔ/ε⁴ + τ_max LΔ/ε²), grows with the maximum delay) and
   delay-adaptive (O(σ²LΔ/ε⁴ + nLΔ/ε²)) counts and the optimal time of the fixed
   computation model (Tyurin & Richtárik 2023) are given up to absolute constants;
@@ -33,8 +37,9 @@ from typing import Any
 
 import numpy as np
 
-from clipasync.experiments.config import ExperimentConfig
 from clipasync.errors import ConfigError
+from clipasync.experiments.build import build_problem
+from clipasync.experiments.schema import ExperimentConfig
 from clipasync.seeding import Stream, stream
 from clipasync.sim import simulate_timing
 from clipasync.theory import (
@@ -50,7 +55,8 @@ from clipasync.timing import ComputeTimeModel
 NOTES = """\
 Sources: rate terms = the paper's theorems (Erickson & Johansson 2026), constants
 omitted. Clipped-ASGD stepsize, max_norm and T = constants RECONSTRUCTED by a
-third-party audit (PAPER.md 4.2; not printed in the paper), safety constant K.
+third-party audit (arXiv 2606.13287, Thm 4.2; not printed in the paper), safety
+constant K.
 Vanilla / delay-adaptive / optimal time: literature rates, absolute constants
 omitted (compare orders, not values). Vanilla uses the simulated maximum delay.
 Optimal time: Tyurin & Richtarik (2023) on the norm scale (eps^2 in their bound),
@@ -111,8 +117,6 @@ def resolve_constants(
     if estimate:
         if config is None:
             raise ConfigError("--estimate needs --config CONFIG")
-        from clipasync.experiments.runner import build_problem
-
         point = config.sweep_points()[0]
         cfg = config.at(point) if point else config
         problem = build_problem(cfg.problem.model_dump(mode="json", exclude_none=True))
@@ -153,7 +157,7 @@ def resolve_constants(
 
 @dataclass(frozen=True)
 class TheoryTable:
-    """Everything ``clipasync theory`` prints.
+    """Everything ``clipasync theory`` prints (:func:`format_theory_table`).
 
     Attributes:
         constants: Inputs and their sources.
@@ -170,30 +174,6 @@ class TheoryTable:
     simulated_rate: float
     delay_quantiles: tuple[float, float, float, float]
     events: int
-
-    def to_text(self) -> str:
-        """Return the inputs, the calculator's table and the notes as text."""
-        c = self.constants
-        lines = ["inputs:"]
-        for key in ("L", "delta", "sigma", "theta", "zeta"):
-            lines.append(f"  {key:<6} = {getattr(c, key):.4g}   ({c.sources[key]})")
-        lines.append(f"  timing = {self.timing_label}")
-        lines.append("")
-        rows = self.report.rows()
-        p50, p90, p99, dmax = self.delay_quantiles
-        sim = f"simulated, {self.events} updates"
-        rows += [
-            ("simulated updates/time", f"{self.simulated_rate:.4g}", sim),
-            ("simulated delay p50/p90/p99", f"{p50:g}/{p90:g}/{p99:g}", sim),
-            ("simulated max delay", f"{dmax:g}", sim),
-        ]
-        header = ("quantity", "value", "source")
-        all_rows = [header, *rows]
-        w0 = max(len(r[0]) for r in all_rows)
-        w1 = max(len(r[1]) for r in all_rows)
-        table = [f"{a:<{w0}}  {b:>{w1}}  {s}".rstrip() for a, b, s in all_rows]
-        table.insert(1, "-" * max(len(t) for t in table))
-        return "\n".join([*lines, *table, "", NOTES])
 
 
 def theory_table(
@@ -299,3 +279,98 @@ def check_eps(eps: float) -> float:
     if not (math.isfinite(eps) and eps > 0):
         raise ConfigError(f"--eps must be a positive number, got {eps}")
     return eps
+
+
+def theory_rows(report: TheoryReport) -> list[tuple[str, str, str]]:
+    """Return the (quantity, value, source) rows of :func:`format_theory_report`."""
+    c = report.clipped
+    lam = report.update_rate
+    return [
+        ("target eps (norm scale)", f"{report.eps:.4g}", "input"),
+        ("concurrency tau_C", f"{report.concurrency}", "input"),
+        ("max delay tau_max", f"{report.max_delay:.4g}", "input or fixed model"),
+        ("update rate sum 1/tau_i", f"{lam:.4g}", "exact, Alg. 1"),
+        ("clipped: stepsize eta", f"{c.stepsize:.4g}", "audit constants"),
+        ("clipped: max_norm c", f"{c.max_norm:.4g}", "audit constants"),
+        (
+            "clipped: updates T",
+            f"{c.num_updates:.4g}",
+            f"audit constants, K={c.K:g}",
+        ),
+        (
+            "clipped: time T/rate",
+            f"{c.num_updates / lam:.4g}",
+            f"audit constants, K={c.K:g}",
+        ),
+        ("clipped: eta regime", c.stepsize_regime, "audit constants"),
+        (
+            "clipped: rate term 1",
+            f"{c.rate_terms[0]:.4g}",
+            f"Thm {c.theorem} rate, no consts",
+        ),
+        (
+            "clipped: rate term 2",
+            f"{c.rate_terms[1]:.4g}",
+            f"Thm {c.theorem} rate, no consts",
+        ),
+        (
+            "clipped: rate term 3",
+            f"{c.rate_terms[2]:.4g}",
+            f"Thm {c.theorem} rate, no consts",
+        ),
+        (
+            "vanilla ASGD updates",
+            f"{report.vanilla_updates:.4g}",
+            "O(), no consts",
+        ),
+        (
+            "vanilla ASGD time",
+            f"{report.vanilla_updates / lam:.4g}",
+            "O(), no consts",
+        ),
+        (
+            "delay-adaptive updates",
+            f"{report.delay_adaptive_updates:.4g}",
+            "O(), no consts",
+        ),
+        (
+            "optimal time (Ringmaster)",
+            f"{report.optimal_time.value:.4g}",
+            f"Theta(), no consts, m={report.optimal_time.m}",
+        ),
+    ]
+
+
+def format_theory_report(report: TheoryReport) -> str:
+    """Return the report as a small left/right-aligned plain-text table."""
+    return _aligned(theory_rows(report))
+
+
+def _aligned(rows: list[tuple[str, str, str]]) -> str:
+    """Return (quantity, value, source) rows under a header, values right-aligned."""
+    header = ("quantity", "value", "source")
+    rows = [header, *rows]
+    w0 = max(len(r[0]) for r in rows)
+    w1 = max(len(r[1]) for r in rows)
+    lines = [f"{a:<{w0}}  {b:>{w1}}  {s}".rstrip() for a, b, s in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    return "\n".join(lines)
+
+
+def format_theory_table(table: TheoryTable) -> str:
+    """Return the inputs, the calculator's table and the notes: ``clipasync theory``."""
+    c = table.constants
+    lines = ["inputs:"]
+    for key in ("L", "delta", "sigma", "theta", "zeta"):
+        lines.append(f"  {key:<6} = {getattr(c, key):.4g}   ({c.sources[key]})")
+    lines.append(f"  timing = {table.timing_label}")
+    lines.append("")
+    rows = theory_rows(table.report)
+    p50, p90, p99, dmax = table.delay_quantiles
+    sim = f"simulated, {table.events} updates"
+    rows += [
+        ("simulated updates/time", f"{table.simulated_rate:.4g}", sim),
+        ("simulated delay p50/p90/p99", f"{p50:g}/{p90:g}/{p99:g}", sim),
+        ("simulated max delay", f"{dmax:g}", sim),
+    ]
+    return "\n".join([*lines, _aligned(rows), "", NOTES])

@@ -28,7 +28,8 @@ from clipasync.theory.checks import _compute_times
 class TheoryReport:
     """Side-by-side theory numbers for one fixed-computation-model setting.
 
-    Build it with :func:`theory_report`; print it with :meth:`to_text`.
+    Build it with :func:`theory_report`; the text of ``clipasync theory`` is made
+    from it by :func:`clipasync.reports.theory_table.format_theory_report`.
 
     Attributes:
         eps: Norm-scale target ε.
@@ -49,71 +50,6 @@ class TheoryReport:
     vanilla_updates: float
     delay_adaptive_updates: float
     optimal_time: LowerBound
-
-    def rows(self) -> list[tuple[str, str, str]]:
-        """Return the (quantity, value, source) rows of :meth:`to_text`."""
-        c = self.clipped
-        lam = self.update_rate
-        return [
-            ("target eps (norm scale)", f"{self.eps:.4g}", "input"),
-            ("concurrency tau_C", f"{self.concurrency}", "input"),
-            ("max delay tau_max", f"{self.max_delay:.4g}", "input or fixed model"),
-            ("update rate sum 1/tau_i", f"{lam:.4g}", "exact, Alg. 1"),
-            ("clipped: stepsize eta", f"{c.stepsize:.4g}", "audit constants"),
-            ("clipped: max_norm c", f"{c.max_norm:.4g}", "audit constants"),
-            (
-                "clipped: updates T",
-                f"{c.num_updates:.4g}",
-                f"audit constants, K={c.K:g}",
-            ),
-            (
-                "clipped: time T/rate",
-                f"{c.num_updates / lam:.4g}",
-                f"audit constants, K={c.K:g}",
-            ),
-            ("clipped: eta regime", c.stepsize_regime, "audit constants"),
-            (
-                "clipped: rate term 1",
-                f"{c.rate_terms[0]:.4g}",
-                f"Thm {c.theorem} rate, no consts",
-            ),
-            (
-                "clipped: rate term 2",
-                f"{c.rate_terms[1]:.4g}",
-                f"Thm {c.theorem} rate, no consts",
-            ),
-            (
-                "clipped: rate term 3",
-                f"{c.rate_terms[2]:.4g}",
-                f"Thm {c.theorem} rate, no consts",
-            ),
-            ("vanilla ASGD updates", f"{self.vanilla_updates:.4g}", "O(), no consts"),
-            (
-                "vanilla ASGD time",
-                f"{self.vanilla_updates / lam:.4g}",
-                "O(), no consts",
-            ),
-            (
-                "delay-adaptive updates",
-                f"{self.delay_adaptive_updates:.4g}",
-                "O(), no consts",
-            ),
-            (
-                "optimal time (Ringmaster)",
-                f"{self.optimal_time.value:.4g}",
-                f"Theta(), no consts, m={self.optimal_time.m}",
-            ),
-        ]
-
-    def to_text(self) -> str:
-        """Return the report as a small left/right-aligned plain-text table."""
-        header = ("quantity", "value", "source")
-        rows = [header, *self.rows()]
-        w0 = max(len(r[0]) for r in rows)
-        w1 = max(len(r[1]) for r in rows)
-        lines = [f"{a:<{w0}}  {b:>{w1}}  {s}".rstrip() for a, b, s in rows]
-        lines.insert(1, "-" * max(len(line) for line in lines))
-        return "\n".join(lines)
 
 
 def theory_report(
