@@ -33,9 +33,9 @@ import numpy as np
 from clipasync.engine import StopRule, run
 from clipasync.policies import AsyncSGD
 from clipasync.runtime import RayPool, start_ray
-from clipasync.sim import Task
 from clipasync.timing import FixedTimes
 from clipasync.transforms import scale
+from clipasync.types import Task
 
 NUM_WORKERS = 4
 TAU_S = 0.05

@@ -20,7 +20,8 @@ import numpy as np
 from clipasync import AsyncSGD, SimulatedPool, StopRule, chain, clip_by_norm, run, scale
 from clipasync.problems.least_squares import LeastSquares
 from clipasync.seeding import Stream, stream
-from clipasync.sim import _simulate_events, simulate_timing
+from clipasync.sim import simulate_timing
+from clipasync.sim.timing_only import _simulate_events
 from clipasync.timing import random_times, two_speed
 
 UPDATES = 3000

@@ -1,8 +1,8 @@
 """Core value types shared by every layer: vectors, arrivals, replies.
 
-Vocabulary (see DESIGN.md): ``version`` is the server iterate counter k, ``delay``
-is the version at arrival minus the version the job's model had, ``job`` is one
-oracle call.
+Vocabulary (one word per concept in code, YAML, records and reports): ``version``
+is the server iterate counter k, ``delay`` is the version at arrival minus the
+version the job's model had, ``job`` is one oracle call.
 """
 
 from __future__ import annotations

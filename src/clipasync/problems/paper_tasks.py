@@ -1,11 +1,12 @@
 """Ready-made problems for the paper-reproduction experiments (real data, torch models).
 
-- :func:`fashion_mnist_cnn`: Fashion-MNIST + :class:`~clipasync.problems.models.SmallCNN`, the
-  CPU-sized stand-in for the paper's CIFAR-10 runs (Figures 2 and 4); optionally split
-  over workers with Dirichlet label skew (Figure 4's federated setting).
+- :func:`fashion_mnist_cnn`: Fashion-MNIST +
+  :class:`~clipasync.problems.models.SmallCNN`, the CPU-sized stand-in for the
+  paper's CIFAR-10 runs (Figures 2 and 4); optionally split over workers with
+  Dirichlet label skew (Figure 4's federated setting).
 - :func:`kjv_char_lstm`: King James Bible next-character prediction +
-  :class:`~clipasync.problems.models.CharLSTM` (dropout 0.2), the stand-in for Figure 3's
-  Shakespeare LSTM; optionally split over workers by book.
+  :class:`~clipasync.problems.models.CharLSTM` (dropout 0.2), the stand-in for
+  Figure 3's Shakespeare LSTM; optionally split over workers by book.
 
 Both wrap the model with :class:`clipasync.problems.torch_adaptor.TorchProblem`, which
 is imported lazily so that this module imports without it. Model weights are

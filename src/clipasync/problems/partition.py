@@ -7,8 +7,8 @@ straight into a problem's ``partition=`` argument, after which
 ``stochastic_grad(x, rng, worker=i)`` samples client i's shard only.
 
 - :func:`dirichlet_label_partition` (re-exported from
-  :mod:`clipasync.problems.datasets.fashion_mnist`): Dirichlet(α) label skew (Hsu et al. 2019),
-  the split of Erickson & Johansson (2026), Figure 4, with α = 0.5.
+  :mod:`clipasync.problems.datasets.fashion_mnist`): Dirichlet(α) label skew (Hsu
+  et al. 2019), the split of Erickson & Johansson (2026), Figure 4, with α = 0.5.
 - :func:`shard_partition`: sort by label, cut into ``num_clients · k`` shards and deal
   k to each client (McMahan et al. 2017, "pathological non-IID").
 - :func:`natural_partition`: one client per group of a natural key (a book of a
@@ -145,8 +145,8 @@ def natural_partition(
     in sorted order (``numpy.unique``), e.g. one client per book or per airline.
     With ``num_clients`` set, whole groups are dealt over that many clients, largest
     first to the least-loaded client (the greedy balancing of
-    :func:`clipasync.problems.datasets.text.partition_by_book`, reused here); no group is
-    split.
+    :func:`clipasync.problems.datasets.text.partition_by_book`, reused here); no
+    group is split.
 
     Args:
         groups: Group key of every sample (ints or strings), shape (N,).

@@ -140,8 +140,8 @@ def clipped_asgd_parameters(
     Only the *rate* is the paper's: Thm 4.2 (Erickson & Johansson, 2026) gives
     (1/T) Σ_t E‖∇f(x_t)‖ <= ε after T = Õ(σ²/ε⁴ + στ_C/ε³ + τ_C/ε²) updates, with
     no dependence on the maximum delay; Thm 5.1 adds ζ for Algorithm 2. The
-    **constants below were reconstructed by a third-party audit** (PAPER.md §4.2),
-    which re-derived the proof constructively:
+    **constants below were reconstructed by a third-party audit** of the proof of
+    Thm 4.2 (arXiv 2606.13287), which re-derived it constructively:
 
     .. math::
         W &= K_\\theta\\sigma^2 + 2\\zeta^2, \\qquad

@@ -1,4 +1,5 @@
-"""Time lower bounds and exact update rates and delays of the fixed computation model."""
+"""Time lower bounds, and exact update rates and delays of the fixed computation
+model."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
 """Adaptive clipping levels: max_norm set from the norms of recent gradients.
 
 This goes beyond Erickson & Johansson (2026), whose theory asks for a clip level
-c ≈ σ·polylog + ζ (PAPER.md §4.2) and whose experiments grid-search it. Here c is
-learned online so that a chosen fraction ``quantile`` of the arriving gradients is
-left unclipped, in the spirit of the quantile clipping of Andrew, Thakkar, McMahan
-& Ramaswamy (2021). Two rules, both pure ``(init, update)`` transforms whose state
-carries the current level:
+c ≈ σ·polylog + ζ (arXiv 2606.13287, Thms 4.2 and 5.1) and whose experiments
+grid-search it. Here c is learned online so that a chosen fraction ``quantile`` of
+the arriving gradients is left unclipped, in the spirit of the quantile clipping of
+Andrew, Thakkar, McMahan & Ramaswamy (2021). Two rules, both pure
+``(init, update)`` transforms whose state carries the current level:
 
 ===============================  ============================================
 :func:`clip_by_quantile`         c_k = empirical q-quantile of the last

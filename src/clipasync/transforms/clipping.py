@@ -1,4 +1,6 @@
-"""Exact clipping by the Euclidean norm (Erickson & Johansson 2026, arXiv 2606.13287, Alg. 1).
+"""Exact clipping by the Euclidean norm.
+
+Erickson & Johansson (2026), arXiv 2606.13287, Algorithm 1.
 
 ``clip_c(g) = min(1, c/‖g‖)·g``: the operator the paper's rates are proved for.
 """

