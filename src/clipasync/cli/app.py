@@ -31,11 +31,14 @@ from clipasync.cli.guard import guard
 from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
+    NoProgressOpt,
     NumFastOpt,
     NumSlowOpt,
     NumWorkersOpt,
     SeedOpt,
+    SetOpt,
     SlowTimeOpt,
+    WorkersOpt,
     timing_from_options,
 )
 from clipasync.errors import ConfigError
@@ -68,22 +71,13 @@ app = typer.Typer(
 @app.command("run")
 def run_cmd(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
-    set_: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--set", help="Override a key: --set timing.slow_time=8 (YAML value)."
-        ),
-    ] = None,
+    set_: SetOpt = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Report directory (default reports/<name>-<timestamp>)."),
     ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes (1: in-process).", min=1)
-    ] = None,
-    no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="Hide the progress bar.")
-    ] = False,
+    workers: WorkersOpt = None,
+    no_progress: NoProgressOpt = False,
     profile: Annotated[
         str | None,
         typer.Option(

@@ -27,11 +27,14 @@ from clipasync.cli.guard import guard
 from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
+    NoProgressOpt,
     NumFastOpt,
     NumSlowOpt,
     NumWorkersOpt,
     SeedOpt,
+    SetOpt,
     SlowTimeOpt,
+    WorkersOpt,
     timing_from_options,
 )
 from clipasync.errors import ConfigError
@@ -68,10 +71,7 @@ def noise_cmd(
         Path | None,
         typer.Option(help="Directory for noise.json and noise_tails.png."),
     ] = None,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config key (YAML value)."),
-    ] = None,
+    set_: SetOpt = None,
 ) -> None:
     """Sample gradient-noise norms, estimate theta and Hill alpha, plot the tail.
 
@@ -204,16 +204,9 @@ def hp_cmd(
             help="Pick each method's best grid point with a pilot run of the config."
         ),
     ] = True,
-    set_: Annotated[
-        list[str] | None,
-        typer.Option("--set", help="Override a config key (YAML value)."),
-    ] = None,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes (1: in-process).", min=1)
-    ] = None,
-    no_progress: Annotated[
-        bool, typer.Option("--no-progress", help="Hide the progress bars.")
-    ] = False,
+    set_: SetOpt = None,
+    workers: WorkersOpt = None,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """High-probability report: quantiles over many seeds of the time to target
     and of the average gradient norm, and the fraction never reaching the target.

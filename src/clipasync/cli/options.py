@@ -1,4 +1,5 @@
-"""Typer options shared by the ``timing`` and ``theory`` commands.
+"""Typer options shared by several commands (``timing`` / ``theory``; ``run`` /
+``noise`` / ``hp``).
 
 Both commands describe a compute-time model from the command line when no config is
 given, and simulate it; the aliases keep their option names, help texts and limits
@@ -27,6 +28,20 @@ NumWorkersOpt = Annotated[int, typer.Option(help="sqrt/exponential/...: workers.
 MeanOpt = Annotated[float, typer.Option(help="Random kinds: mean time.")]
 EventsOpt = Annotated[int, typer.Option(help="Updates to simulate.", min=1)]
 SeedOpt = Annotated[int, typer.Option(help="Seed.", min=0)]
+
+# Options of every command that loads an experiment file (run, noise, hp).
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a key: --set timing.slow_time=8 (YAML value)."
+    ),
+]
+WorkersOpt = Annotated[
+    int | None, typer.Option(help="Worker processes (1: in-process).", min=1)
+]
+NoProgressOpt = Annotated[
+    bool, typer.Option("--no-progress", help="Hide the progress bar.")
+]
 
 
 def timing_from_options(

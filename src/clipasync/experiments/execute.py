@@ -52,7 +52,8 @@ def execute(spec: RunSpec) -> RunOutcome:
     The summary holds the spec's fields plus ``stop_reason``, ``reached``,
     ``time_to_target``, ``sim_time``, ``version``, ``counts``, ``initial`` and
     ``final`` metrics, ``wall_time`` (seconds), ``updates_per_time``,
-    ``mean_delay``/``max_delay`` (over applied updates), ``frac_clipped`` (over
+    ``mean_delay``/``largest_delay`` (observed, over applied updates; not Ringmaster's
+    threshold ``max_delay``), ``frac_clipped`` (over
     applied updates that went through a clip) and ``mean_pre_clip_norm``.
     """
     problem = build_problem(spec.problem)
@@ -103,7 +104,7 @@ def summarise(
         "wall_time": wall,
         "updates_per_time": result.version / result.time if result.time > 0 else 0.0,
         "mean_delay": float(delays.mean()) if delays.size else math.nan,
-        "max_delay": int(delays.max()) if delays.size else 0,
+        "largest_delay": int(delays.max()) if delays.size else 0,
         "frac_clipped": _nanmean(clipped),
         "mean_pre_clip_norm": _nanmean(arr["pre_clip_norm"]),
     }

@@ -55,6 +55,29 @@ def _check_step(
         )
 
 
+class _ServerStep:
+    """The server step every non-federated method shares: u = γ·clip_c(g), or a
+    learned c (``adaptive_clip``), or the delay-adaptive γ (fields of the
+    dataclasses below; this class adds behaviour only, so field order is theirs)."""
+
+    stepsize: float
+    max_norm: float | None
+    delay_adaptive: bool
+    adaptive_clip: AdaptiveClip | None
+
+    def _check_step(self) -> None:
+        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+
+    def transform(self) -> GradientTransform:
+        """The server's transform (:func:`clipasync.transforms.chains.clipped_sgd`)."""
+        return clipped_sgd(
+            self.stepsize,
+            max_norm=self.max_norm,
+            adaptive=self.adaptive_clip,
+            delay_adaptive=self.delay_adaptive,
+        )
+
+
 def _step_label(stepsize: float | None, max_norm: float | None) -> list[str]:
     parts = [f"γ={fmt_value(stepsize)}"] if stepsize is not None else []
     if max_norm is not None:
@@ -80,7 +103,7 @@ def _policy(built: object) -> ServerPolicy[Any]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class AsyncSGDParams:
+class AsyncSGDParams(_ServerStep):
     """Asynchronous SGD, u = γ·clip_c(g) (Algorithm 1; ``assign="random"``:
     Algorithm 2). No ``max_norm``: vanilla ASGD; ``delay_adaptive``: the stepsize
     γ·min(1, n/delay) of Mishchenko et al. (2022); ``adaptive_clip``: a learned c."""
@@ -92,16 +115,8 @@ class AsyncSGDParams:
     assign: Assign = "same"
 
     def __post_init__(self) -> None:
-        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+        self._check_step()
         one_of("assign", self.assign, ("same", "random"))
-
-    def transform(self) -> GradientTransform:
-        return clipped_sgd(
-            self.stepsize,
-            max_norm=self.max_norm,
-            adaptive=self.adaptive_clip,
-            delay_adaptive=self.delay_adaptive,
-        )
 
 
 def build_async_sgd(p: AsyncSGDParams) -> ServerPolicy[Any]:
@@ -114,7 +129,7 @@ def label_async_sgd(p: AsyncSGDParams) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RingmasterParams:
+class RingmasterParams(_ServerStep):
     """Ringmaster ASGD: gradients with delay >= ``max_delay`` (R) are discarded."""
 
     stepsize: float = field(metadata=axis("g"))
@@ -125,16 +140,8 @@ class RingmasterParams:
     cancel_stale: bool = False
 
     def __post_init__(self) -> None:
-        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+        self._check_step()
         at_least("max_delay", self.max_delay, 1)
-
-    def transform(self) -> GradientTransform:
-        return clipped_sgd(
-            self.stepsize,
-            max_norm=self.max_norm,
-            adaptive=self.adaptive_clip,
-            delay_adaptive=self.delay_adaptive,
-        )
 
 
 def build_ringmaster(p: RingmasterParams) -> ServerPolicy[Any]:
@@ -149,7 +156,7 @@ def label_ringmaster(p: RingmasterParams) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class RennalaParams:
+class RennalaParams(_ServerStep):
     """Rennala SGD: one step with the mean of ``batch_size`` (B) fresh gradients."""
 
     stepsize: float = field(metadata=axis("g"))
@@ -159,16 +166,8 @@ class RennalaParams:
     adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
 
     def __post_init__(self) -> None:
-        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
+        self._check_step()
         at_least("batch_size", self.batch_size, 1)
-
-    def transform(self) -> GradientTransform:
-        return clipped_sgd(
-            self.stepsize,
-            max_norm=self.max_norm,
-            adaptive=self.adaptive_clip,
-            delay_adaptive=self.delay_adaptive,
-        )
 
 
 def build_rennala(p: RennalaParams) -> ServerPolicy[Any]:
@@ -181,7 +180,7 @@ def label_rennala(p: RennalaParams) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class MinibatchParams:
+class MinibatchParams(_ServerStep):
     """Synchronous minibatch SGD: one gradient per worker, then one step."""
 
     stepsize: float = field(metadata=axis("g"))
@@ -190,15 +189,7 @@ class MinibatchParams:
     adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
 
     def __post_init__(self) -> None:
-        _check_step(self.stepsize, self.max_norm, self.adaptive_clip)
-
-    def transform(self) -> GradientTransform:
-        return clipped_sgd(
-            self.stepsize,
-            max_norm=self.max_norm,
-            adaptive=self.adaptive_clip,
-            delay_adaptive=self.delay_adaptive,
-        )
+        self._check_step()
 
 
 def build_minibatch(p: MinibatchParams) -> ServerPolicy[Any]:

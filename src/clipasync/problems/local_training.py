@@ -105,14 +105,16 @@ def local_sgd_task(
     if output not in ("delta", "model"):
         raise ConfigError(f"output must be 'delta' or 'model', got {output!r}")
     clip = clip_by_norm(client_max_norm)  # validates client_max_norm
-    steps, eta = int(local_steps), float(local_stepsize)
+    steps, stepsize = int(local_steps), float(local_stepsize)
 
     def task(worker: int, x: Vector, rng: np.random.Generator) -> Vector:
         # Accumulate Δ itself rather than forming y_Q − x_v at the end: the
         # subtraction of two nearby models cancels catastrophically in float32.
-        delta = -(eta * problem.stochastic_grad(x, rng, worker=worker))
+        delta = -(stepsize * problem.stochastic_grad(x, rng, worker=worker))
         for _ in range(steps - 1):
-            delta = delta - eta * problem.stochastic_grad(x + delta, rng, worker=worker)
+            delta = delta - stepsize * problem.stochastic_grad(
+                x + delta, rng, worker=worker
+            )
         norm = grad_norm(delta)
         if math.isfinite(norm):
             ctx = UpdateContext(

@@ -132,9 +132,9 @@ def clipped_sgd(
     ``chain(clip_by_norm(c), scale(γ))`` is clipped ASGD (arXiv 2606.13287, Alg. 1);
     without ``max_norm`` nor ``adaptive`` it is ``scale(γ)`` (vanilla ASGD).
     """
-    gamma = step(stepsize, delay_adaptive=delay_adaptive)
+    server_step = step(stepsize, delay_adaptive=delay_adaptive)
     clip = clip_stage(max_norm, adaptive)
-    return gamma if clip is None else chain(clip, gamma)
+    return server_step if clip is None else chain(clip, server_step)
 
 
 def fedbuff_server(
@@ -151,10 +151,12 @@ def fedbuff_server(
     """
     if server_momentum is None:
         return clipped_sgd(stepsize, max_norm=max_norm, adaptive=adaptive)
-    eta = scale(stepsize)
+    server_step = scale(stepsize)
     clip = clip_stage(max_norm, adaptive)
     heavy_ball = momentum(server_momentum)
-    return chain(heavy_ball, eta) if clip is None else chain(clip, heavy_ball, eta)
+    if clip is None:
+        return chain(heavy_ball, server_step)
+    return chain(clip, heavy_ball, server_step)
 
 
 __all__ = [

@@ -22,11 +22,11 @@ def scale(stepsize: float) -> GradientTransform:
     Raises:
         ConfigError: If ``stepsize`` is not positive and finite.
     """
-    gamma = check_stepsize(stepsize)
+    stepsize = check_stepsize(stepsize)
 
     def update(g: Vector, state: None, ctx: UpdateContext) -> tuple[Vector, None, Info]:
         del ctx
-        return g * gamma, state, {"stepsize": gamma}
+        return g * stepsize, state, {"stepsize": stepsize}
 
     return GradientTransform(no_state, update)
 
@@ -55,10 +55,10 @@ def scale_by_delay(
     Raises:
         ConfigError: If ``stepsize`` is not positive and finite.
     """
-    gamma = check_stepsize(stepsize)
+    stepsize = check_stepsize(stepsize)
 
     def update(g: Vector, state: None, ctx: UpdateContext) -> tuple[Vector, None, Info]:
-        step = gamma * rule(ctx.delay, ctx.num_workers)
+        step = stepsize * rule(ctx.delay, ctx.num_workers)
         return g * step, state, {"stepsize": step}
 
     return GradientTransform(no_state, update)
