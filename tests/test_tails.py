@@ -1,11 +1,11 @@
 """Tests of clipasync.diagnostics.tails: tail estimators and survival curves.
 
 Tolerances are set from measurements, not guesses. With n = 10^5 samples s·E^θ
-(E ~ Exp(1)) and 30 seeds, the relative error θ̂/θ − 1 of the default fit (top 1 %,
-k = 1,000) had mean +0.008, standard deviation 0.029 and maximum |·| 0.076; with
-k = 10,000 the standard deviation was 0.008 and |log(ŝ/s)| had standard deviation
-0.009θ (maximum 0.024θ). The error of θ̂/θ does not depend on θ or s (log Y is
-affine in θ log E), so one tolerance serves every θ. Hill on Pareto-I samples
+(E ~ Exp(1)) and 40 seeds, the error θ̂ − θ of the default fit (top 10 %,
+k = 10,000; the location-free spacings estimator) had standard deviation 0.029
+(θ = 0.5) to 0.037 (θ = 2), absolute rather than relative since a location is
+fitted, and log(ŝ/s) had standard deviation at most 0.036 (shifted, Gaussian and
+Student-t cases: test_tail_calibration.py). Hill on Pareto-I samples
 (n = 10^5, k = 1,000): relative standard deviation 0.034, maximum 0.067. The 90 %
 percentile-bootstrap interval (n = 10^4, k = 500, 200 replicates) covered the true α
 in 92 of 100 seeds for α = 1.5 and for α = 3.
@@ -32,8 +32,8 @@ from clipasync.errors import ConfigError
 from clipasync.problems.base import Problem
 
 N = 100_000
-THETA_TOL_DEFAULT_K = 0.12  # ≈ 4 standard deviations of θ̂/θ at k = n/100
-THETA_TOL_LARGE_K = 0.04  # ≈ 5 standard deviations at k = n/10
+THETA_TOL_DEFAULT_K = 0.16  # ≈ 4 standard deviations of θ̂ − θ at k = n/10
+THETA_TOL_LARGE_K = 0.16  # k = n/10 is now the default
 HILL_TOL = 0.12  # ≈ 3.5 standard deviations of α̂/α at k = n/100
 
 
@@ -88,8 +88,8 @@ def test_theta_recovered_with_default_k(theta: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     fit = estimate_sub_weibull_theta(sub_weibull_sample(rng, theta, 1.7))
     assert isinstance(fit, TailFit)
-    assert (fit.k, fit.n) == (1_000, N)
-    assert abs(fit.theta - theta) <= THETA_TOL_DEFAULT_K * theta
+    assert (fit.k, fit.n) == (10_000, N)
+    assert abs(fit.theta - theta) <= THETA_TOL_DEFAULT_K
     assert fit.r2 > 0.95
 
 
@@ -97,8 +97,8 @@ def test_theta_recovered_with_default_k(theta: float, seed: int) -> None:
 def test_theta_and_scale_recovered_with_large_k(theta: float) -> None:
     rng = np.random.default_rng(7)
     fit = estimate_sub_weibull_theta(sub_weibull_sample(rng, theta, 1.7), k=N // 10)
-    assert abs(fit.theta - theta) <= THETA_TOL_LARGE_K * theta
-    assert abs(math.log(fit.scale / 1.7)) <= 0.05 * theta
+    assert abs(fit.theta - theta) <= THETA_TOL_LARGE_K
+    assert abs(math.log(fit.scale / 1.7)) <= 0.15  # ≈ 4 standard deviations
     assert fit.sigma == pytest.approx(2.0**fit.theta * fit.scale)
 
 
