@@ -1,8 +1,10 @@
-"""Shared fixtures: a seeded rng, small exact problems, runs on real pools."""
+"""Shared fixtures: a seeded rng, small exact problems, federated clients with
+known optima, runs on real pools."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -10,6 +12,10 @@ import pytest
 
 from clipasync.engine import RunResult, StopRule, WorkerPool, run
 from clipasync.runtime.driver import run_resumable
+from clipasync.types import Vector
+
+#: The repository root (the test folders mirror the packages at any depth).
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -43,6 +49,61 @@ def noisy_quadratic_grad(
     """∇f(x) + N(0, I) for f(x) = ½‖x‖² in any dimension."""
     del worker
     return x + rng.standard_normal(x.shape)
+
+
+# Federated clients: heterogeneous quadratics f_i(x) = ½‖x − c_i‖² (client i's
+# optimum is c_i), with optional Gaussian oracle noise, so every expected value is
+# easy to write.
+
+
+class HeteroQuadratic:
+    """f_i(x) = ½‖x − c_i‖²; ∇F_i(x; ξ) = x − c_i + σ ξ with ξ ~ N(0, I)."""
+
+    def __init__(self, centers: np.ndarray, noise: float = 0.0) -> None:
+        self.centers = np.asarray(centers, dtype=np.float64)
+        self.noise = noise
+
+    def stochastic_grad(
+        self, x: Vector, rng: np.random.Generator, worker: int | None = None
+    ) -> Vector:
+        assert worker is not None
+        g = x - self.centers[worker]
+        if self.noise:
+            g = g + self.noise * rng.standard_normal(x.shape)
+        return g
+
+    def grad_task(self, worker: int, x: Vector, rng: np.random.Generator) -> Vector:
+        """One stochastic gradient as a job (for AsyncSGD)."""
+        return self.stochastic_grad(x, rng, worker=worker)
+
+
+def centers(n: int, dim: int = 3, seed: int = 7, spread: float = 3.0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(scale=spread, size=(n, dim))
+
+
+def const_task(payloads: dict[int, Vector]) -> Any:
+    """A job returning a fixed vector per worker (ignores x): for hand values."""
+
+    def task(worker: int, x: Vector, rng: np.random.Generator) -> Vector:
+        del x, rng
+        return payloads[worker]
+
+    return task
+
+
+def params_after_each_update(policy: Any, pool: Any, x0: Vector, num: int) -> list[Any]:
+    """Drive ``policy`` like the engine and return x after every applied update."""
+    state = policy.init(x0, pool.num_workers, np.random.default_rng(0))
+    for w in policy.start(state):
+        pool.submit(w, policy.params(state), policy.version(state))
+    out = [policy.params(state)]
+    while len(out) <= num:
+        state, reply = policy.on_arrival(state, pool.next_arrival())
+        if reply.applied:
+            out.append(policy.params(state))
+        for w in reply.dispatch:
+            pool.submit(w, policy.params(state), policy.version(state))
+    return out
 
 
 # Real pools (threads, Ray actors) must be closed even when a run fails, or a

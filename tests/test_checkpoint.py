@@ -1,5 +1,5 @@
-"""Checkpoints: exact round trip of every policy state, no pickle, atomic writes,
-and resume through run_resumable on the simulator and the local pool."""
+"""Checkpoints (clipasync.checkpoint): exact round trip of every policy state, no
+pickle, old class paths, atomic writes, torch weights."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from clipasync.engine import StopRule, run
 from clipasync.errors import ConfigError
 from clipasync.policies import AsyncSGD, Rennala, Ringmaster, SyncMinibatch
 from clipasync.policies.async_sgd import AsyncState
-from clipasync.runtime import LocalPool
-from clipasync.runtime.driver import checkpoint_streams, run_resumable
+from clipasync.recorder import Recorder
+from clipasync.runtime.driver import run_resumable
 from clipasync.sim import SimulatedPool
 from clipasync.timing import FixedTimes
 from clipasync.transforms import chain, clip_by_norm, scale, scale_by_delay
@@ -35,7 +35,8 @@ from clipasync.transforms.adaptive import (
     clip_by_geometric_quantile,
     clip_by_quantile,
 )
-from tests.conftest import noisy_quadratic_grad, run_resumable_and_close
+from clipasync.types import Arrival, Reply
+from tests.conftest import noisy_quadratic_grad
 
 POLICIES = {
     "clipped": AsyncSGD(chain(clip_by_norm(1.0), scale(0.1)), assign="random"),
@@ -115,6 +116,25 @@ def test_every_policy_state_round_trips_without_pickle(name, tmp_path):
         assert all(npz[k].dtype != object for k in npz.files)
     with zipfile.ZipFile(tmp_path / meta["arrays"]) as zf:
         assert all(n.endswith(".npy") for n in zf.namelist())
+
+
+def test_optional_arrival_columns_survive_a_checkpoint(tmp_path):
+    rec = Recorder()
+    arrival = Arrival(0, 0, 0, None, 1.0, 1.0)
+    rec.record_arrival(arrival, 0, Reply(applied=True))
+    info = {"delta_norm": 2.0, "staleness_weight": 0.5}
+    rec.record_arrival(arrival, 1, Reply(applied=False, info=info))
+    ck = Checkpoint(
+        state=None, policy={}, version=1, time=1.0, counts={}, next_job=2, records=rec
+    )
+    save_checkpoint(tmp_path, ck)
+    back = load_checkpoint(tmp_path).records.arrival_arrays()
+    cols = rec.arrival_arrays()
+    assert list(back) == list(cols) and list(cols)[-2:] == list(info)
+    for name, col in cols.items():
+        assert back[name].dtype == col.dtype
+        np.testing.assert_array_equal(back[name], col)
+    np.testing.assert_array_equal(back["delta_norm"], [math.nan, 2.0])
 
 
 def test_decoder_refuses_foreign_classes():
@@ -273,68 +293,6 @@ def test_crash_between_write_and_rename_keeps_the_old_checkpoint(tmp_path, monke
     _assert_same(state, back.state)
 
 
-def test_resume_on_the_simulator_continues_versions_and_records(tmp_path):
-    timing = FixedTimes((1.0, 1.5, 2.5))
-    policy = POLICIES["clipped"]
-    stop = StopRule(max_updates=40)
-
-    def drive(policy, stop, seed, **kw):
-        # Each call is a new driver process: a fresh pool, same checkpoint dir.
-        return run_resumable(
-            policy,
-            SimulatedPool(timing, noisy_quadratic_grad, 4),
-            np.ones(4),
-            stop=stop,
-            rng=np.random.default_rng(seed),
-            checkpoint_dir=tmp_path,
-            checkpoint_every=10,
-            **kw,
-        )
-
-    # A first driver checkpoints every 10 updates and "dies" after 25 updates.
-    part = drive(policy, StopRule(max_updates=25), 0, config={"name": "demo"})
-    assert part.version == 25
-    ck = load_checkpoint(tmp_path)
-    assert ck.version == 25 and ck.config == {"name": "demo"}
-    # A different rng seed on resume: the policy's stream comes from the checkpoint.
-    res = drive(policy, stop, 99, resume=True)
-    assert res.version == 40 and res.counts["applied"] == 40
-    rows = res.recorder.arrival_arrays()
-    assert rows["version"].tolist() == list(range(40))  # versions continue
-    assert np.all(np.diff(rows["time"]) >= 0)
-    assert len(set(rows["job"].tolist())) == 40  # job ids continue
-    # Resuming a finished run returns at once.
-    again = drive(policy, stop, 0, resume=True)
-    assert again.version == 40
-    np.testing.assert_array_equal(again.params, res.params)
-    with pytest.raises(ConfigError, match="policy"):
-        drive(POLICIES["delay"], stop, 0, resume=True)
-
-
-def test_resume_with_local_pool_streams(tmp_path):
-    policy = POLICIES["minibatch"]
-    kw = dict(timing=FixedTimes((1.0, 2.0)), time_unit_s=0.002, seed=3)
-    ck = dict(checkpoint_dir=tmp_path, checkpoint_every=2)
-    run_resumable_and_close(
-        LocalPool(noisy_quadratic_grad, **kw),
-        policy,
-        np.ones(2),
-        StopRule(max_updates=6),
-        **ck,
-    )
-    streams = checkpoint_streams(tmp_path)
-    assert streams is not None and len(streams) == 2
-    res = run_resumable_and_close(
-        LocalPool(noisy_quadratic_grad, streams=streams, **kw),
-        policy,
-        np.ones(2),
-        StopRule(max_updates=12),
-        resume=True,
-        **ck,
-    )
-    assert res.version == 12
-
-
 def test_torch_state_dict_round_trip(tmp_path):
     torch = pytest.importorskip("torch")
     from clipasync.checkpoint import save_state_dict
@@ -351,80 +309,3 @@ def test_torch_state_dict_round_trip(tmp_path):
     fresh.load_state_dict(torch.load(path, weights_only=True))
     flat = torch.cat([p.detach().reshape(-1) for p in fresh.parameters()]).numpy()
     np.testing.assert_array_equal(flat, x)
-
-
-class _Recording(SimulatedPool):
-    """A simulator that remembers every submission as (worker, version, x)."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.submitted = []
-
-    def submit(self, worker, x, version):
-        self.submitted.append((worker, version, None if x is None else x.copy()))
-        return super().submit(worker, x, version)
-
-
-def test_resume_mid_round_reasks_only_the_missing_minibatch_workers(tmp_path):
-    # Times (1, 2, 3): the round at x0 ends at t=3 (version 1); w0's gradient at x1
-    # arrives at t=4 and the run stops (4 arrivals). The resumed driver lost the jobs
-    # of w1 and w2 at x1: only they get new jobs, and their two gradients complete
-    # the round that w0's checkpointed gradient started.
-    policy = POLICIES["minibatch"]
-    timing = FixedTimes((1.0, 2.0, 3.0))
-    kw = dict(checkpoint_dir=tmp_path, checkpoint_every=1, rng=np.random.default_rng(0))
-    first = run_resumable(
-        policy,
-        SimulatedPool(timing, noisy_quadratic_grad, 4),
-        np.ones(2),
-        stop=StopRule(max_arrivals=4),
-        **kw,
-    )
-    assert first.version == 1 and load_checkpoint(tmp_path).state.waiting == (0,)
-    pool = _Recording(timing, noisy_quadratic_grad, 4)
-    res = run_resumable(
-        policy, pool, np.ones(2), stop=StopRule(max_updates=2), resume=True, **kw
-    )
-    assert [(w, v) for w, v, _ in pool.submitted[:2]] == [(1, 1), (2, 1)]
-    assert res.version == 2 and res.counts["arrivals"] == 4 + 2
-
-
-class _RestartAtZero:
-    """AsyncSGD whose own restart rule moves the iterate to 0 (a policy-defined rule
-    the driver must apply without knowing the policy's type)."""
-
-    def __init__(self):
-        self.inner = AsyncSGD(scale(0.1))
-        self.name = "restart_at_zero"
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
-
-    def restart(self, state):
-        return AsyncState(
-            np.zeros_like(state.x),
-            state.version,
-            state.transform_state,
-            state.num_workers,
-            state.rng,
-        )
-
-
-def test_the_driver_resumes_through_the_policys_restart(tmp_path):
-    timing = FixedTimes((1.0, 1.5))
-    kw = dict(checkpoint_dir=tmp_path, checkpoint_every=3, rng=np.random.default_rng(0))
-    policy = _RestartAtZero()
-    run_resumable(
-        policy,
-        SimulatedPool(timing, noisy_quadratic_grad, 1),
-        np.ones(3),
-        stop=StopRule(max_updates=6),
-        **kw,
-    )
-    pool = _Recording(timing, noisy_quadratic_grad, 1)
-    run_resumable(
-        policy, pool, np.ones(3), stop=StopRule(max_updates=9), resume=True, **kw
-    )
-    assert [(w, v) for w, v, _ in pool.submitted[:2]] == [(0, 6), (1, 6)]
-    for _, _, x in pool.submitted[:2]:
-        np.testing.assert_array_equal(x, np.zeros(3))

@@ -1,0 +1,118 @@
+"""RayPool on one shared local Ray session: every policy, a killed worker, resume."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from clipasync.checkpoint import load_checkpoint  # noqa: E402
+from clipasync.engine import StopRule, run  # noqa: E402
+from clipasync.errors import ConfigError  # noqa: E402
+from clipasync.policies import AsyncSGD, Rennala, Ringmaster, SyncMinibatch  # noqa: E402
+from clipasync.runtime import ProblemTask, RayPool, start_ray  # noqa: E402
+from clipasync.runtime.driver import checkpoint_streams  # noqa: E402
+from clipasync.timing import FixedTimes  # noqa: E402
+from clipasync.transforms import chain, clip_by_norm, scale  # noqa: E402
+from tests.conftest import run_and_close, run_resumable_and_close  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+TASK = ProblemTask.of("least_squares", num_samples=200, dim=8, batch_size=16)
+TIMING = FixedTimes((1.0, 2.0))
+UNIT_S = 0.01
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    start_ray(num_cpus=2)  # ray.init costs 5–8 s: one session for the module
+    yield
+    ray.shutdown()
+
+
+def _pool(**kw):
+    return RayPool(TASK, timing=TIMING, time_unit_s=UNIT_S, seed=0, **kw)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        AsyncSGD(chain(clip_by_norm(1.0), scale(0.5)), assign="random"),
+        Ringmaster(scale(0.5), max_delay=2, cancel_stale=True),
+        Rennala(scale(0.5), batch_size=2),
+        SyncMinibatch(scale(0.5)),
+    ],
+    ids=lambda p: p.name,
+)
+def test_every_policy_runs_on_ray(policy):
+    res = run_and_close(_pool(), policy, np.zeros(8), StopRule(max_updates=8))
+    assert res.version == 8
+    rows = res.recorder.arrival_arrays()
+    assert len(set(rows["job"].tolist())) == len(rows["job"])  # never applied twice
+    assert np.all(np.diff(rows["time"]) >= 0)
+    # Measured compute time includes the injected sleep but not queueing.
+    expected = np.asarray(TIMING.times)[rows["worker"]] * UNIT_S
+    assert np.all(rows["compute_time"] >= expected * 0.99)
+    assert np.all(rows["compute_time"] < expected + 0.5)
+
+
+def test_killed_worker_is_replaced_and_the_run_completes():
+    pool = _pool()
+    victim = pool.actors[1]
+    killer = threading.Timer(0.15, lambda: ray.kill(victim))
+    killer.start()
+    try:
+        res = run(
+            AsyncSGD(scale(0.5)),
+            pool,
+            np.zeros(8),
+            stop=StopRule(max_updates=40),
+            rng=np.random.default_rng(0),
+        )
+    finally:
+        killer.cancel()
+        pool.close()
+    assert res.version == 40
+    assert pool.failures == 1
+    assert pool.actors[1] is not victim
+
+
+def test_resumed_run_continues_from_the_checkpoint(tmp_path):
+    policy = AsyncSGD(chain(clip_by_norm(1.0), scale(0.5)))
+    ck = dict(checkpoint_dir=tmp_path, checkpoint_every=5)
+    # The first driver stops (as if killed) after 12 updates.
+    run_resumable_and_close(
+        _pool(), policy, np.zeros(8), StopRule(max_updates=12), **ck
+    )
+    assert load_checkpoint(tmp_path).version == 12
+    res = run_resumable_and_close(
+        _pool(streams=checkpoint_streams(tmp_path)),
+        policy,
+        np.zeros(8),
+        StopRule(max_updates=25),
+        resume=True,
+        **ck,
+    )
+    assert res.version == 25
+    rows = res.recorder.arrival_arrays()
+    assert rows["version"].tolist() == list(range(25))
+
+
+def test_cpu_reservation_beyond_the_cluster_is_refused():
+    with pytest.raises(ConfigError, match="never be scheduled"):
+        _pool(num_cpus_per_worker=64)
+
+
+def test_no_injected_time_and_start_ray_is_idempotent():
+    start_ray()  # already initialised: no-op
+    pool = RayPool(TASK, num_workers=2, seed=1)
+    t0 = time.perf_counter()
+    res = run_and_close(
+        pool, AsyncSGD(scale(0.5)), np.zeros(8), StopRule(max_updates=20)
+    )
+    assert res.version == 20
+    assert time.perf_counter() - t0 < 10

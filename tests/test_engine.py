@@ -1,0 +1,58 @@
+"""The driver loop (clipasync.engine): targets, divergence, stop rules."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clipasync.engine import StopRule, Target, run
+from clipasync.errors import ConfigError
+from clipasync.policies.async_sgd import AsyncSGD
+from clipasync.sim import SimulatedPool
+from clipasync.timing import FixedTimes
+from clipasync.transforms import scale
+from tests.conftest import noisy_quadratic_grad
+
+
+def test_target_stops_the_run_at_the_first_evaluation_that_reaches_it():
+    pool = SimulatedPool(FixedTimes((1.0,) * 4), noisy_quadratic_grad, seed=0)
+
+    def evaluate(x):
+        return {"loss": 0.5 * float(x @ x)}
+
+    res = run(
+        AsyncSGD(scale(0.05)),
+        pool,
+        np.full(3, 5.0),
+        stop=StopRule(max_time=500, target=Target("loss", 1.0)),
+        rng=np.random.default_rng(0),
+        evaluate=evaluate,
+        eval_every=2.0,
+    )
+    assert res.stop_reason == "target"
+    evals = res.recorder.evals
+    assert res.time_to_target == evals[-1]["time"]
+    assert evals[-1]["loss"] <= 1.0 < evals[-2]["loss"]
+    assert all(e["time"] == 2.0 * i for i, e in enumerate(evals))
+
+
+def test_divergence_is_detected():
+    pool = SimulatedPool(FixedTimes((1.0,) * 4), noisy_quadratic_grad, seed=0)
+    res = run(
+        AsyncSGD(scale(3.0)),
+        pool,
+        np.full(3, 5.0),
+        stop=StopRule(max_time=1e4),
+        rng=np.random.default_rng(0),
+        evaluate=lambda x: {"loss": float(x @ x)},
+        eval_every=1.0,
+    )
+    assert res.stop_reason == "diverged"
+    assert res.time < 1e4
+
+
+def test_stop_rule_needs_a_budget():
+    with pytest.raises(ConfigError, match="at least one"):
+        StopRule()
+    with pytest.raises(ConfigError, match="max_time must be positive"):
+        StopRule(max_time=-1)
