@@ -307,8 +307,10 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
     with np.load(d / meta["arrays"], allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
     rec = Recorder(keep_arrivals=bool(meta["keep_arrivals"]))
-    for name, col in rec.arrivals.items():
-        col.extend(arrays[f"rec/{name}"].tolist())
+    cols = rec.arrivals
+    for key, values in arrays.items():  # every saved column, optional ones included
+        if key.startswith("rec/"):
+            cols.setdefault(key[len("rec/") :], []).extend(values.tolist())
     rec.evals = decode_tree(meta["evals"], arrays)
     return Checkpoint(
         state=decode_tree(meta["state"], arrays),

@@ -4,14 +4,15 @@ An entry holds everything the rest of the package knows about a method: its name
 a one-line description (``clipasync list``), its parameter class (a frozen dataclass
 whose fields with their defaults are the method's hyperparameters, see
 :mod:`clipasync.policies.hyper`), the factory ``params -> ServerPolicy``, the label
-a report shows for a grid point, and whether its jobs are federated local training.
+a report shows for a grid point, whether its jobs are federated local training, and
+an example grid point.
 The experiment layer derives the YAML schema, the grid, the run-id tags and the
 builders from the entries, so adding a method is its module and one
 :func:`register` call (below, for the methods of Erickson & Johansson 2026,
 arXiv 2606.13287, Algorithms 1–2, and their baselines)::
 
     register(MethodEntry("half", "SGD with half the gradient", HalfParams, build_half,
-                         label_half))
+                         label_half, example=HalfParams(stepsize=0.5)))
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from clipasync.policies import params as p
 from clipasync.policies.base import ServerPolicy
 from clipasync.policies.hyper import fields_of, fmt_value, from_hyper, is_axis, tags
 from clipasync.policies.hyper import to_hyper as _to_hyper
+from clipasync.policies.staleness import PolynomialStaleness
+from clipasync.transforms.chains import AdaptiveClip
 
 P = TypeVar("P")
 
@@ -45,6 +48,8 @@ class MethodEntry(Generic[P]):
             then hold ``local_steps``, ``local_stepsize`` and ``client_max_norm``).
         needs_all_workers: The method waits for every worker (synchronous rounds),
             so it cannot run in an open system.
+        example: A small valid grid point that exercises the method's state (the
+            conformance tests run every registered method at its example).
     """
 
     name: str
@@ -54,6 +59,7 @@ class MethodEntry(Generic[P]):
     label: Callable[[P], str]
     federated: bool = False
     needs_all_workers: bool = False
+    example: P | None = None
     tags: tuple[tuple[str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -154,6 +160,7 @@ register(
         p.AsyncSGDParams,
         p.build_async_sgd,
         p.label_async_sgd,
+        example=p.AsyncSGDParams(stepsize=0.1, max_norm=1.0, assign="random"),
     )
 )
 register(
@@ -163,6 +170,12 @@ register(
         p.RingmasterParams,
         p.build_ringmaster,
         p.label_ringmaster,
+        example=p.RingmasterParams(
+            stepsize=0.1,
+            max_delay=2,
+            adaptive_clip=AdaptiveClip(quantile=0.5, initial_max_norm=1.0, window=8),
+            cancel_stale=True,
+        ),
     )
 )
 register(
@@ -173,6 +186,7 @@ register(
         p.build_rennala,
         p.label_rennala,
         needs_all_workers=True,
+        example=p.RennalaParams(stepsize=0.1, max_norm=1.0, batch_size=2),
     )
 )
 register(
@@ -183,6 +197,7 @@ register(
         p.build_minibatch,
         p.label_minibatch,
         needs_all_workers=True,
+        example=p.MinibatchParams(stepsize=0.1, delay_adaptive=True),
     )
 )
 register(
@@ -195,6 +210,16 @@ register(
         p.build_fedbuff,
         p.label_fedbuff,
         federated=True,
+        example=p.FedBuffParams(
+            stepsize=1.0,
+            max_norm=1.0,
+            buffer_size=2,
+            local_stepsize=0.05,
+            client_max_norm=1.0,
+            server_momentum=0.5,
+            max_staleness=4,
+            local_steps=2,
+        ),
     )
 )
 register(
@@ -206,5 +231,24 @@ register(
         p.build_fedasync,
         p.label_fedasync,
         federated=True,
+        example=p.FedAsyncParams(
+            mixing=0.5,
+            local_stepsize=0.05,
+            client_max_norm=1.0,
+            local_steps=2,
+            staleness=PolynomialStaleness(0.5),
+            assign="random",
+        ),
+    )
+)
+register(
+    MethodEntry(
+        "normalized_sgd",
+        "normalised asynchronous SGD: x <- x - stepsize * g/||g|| (clipped ASGD's "
+        "c -> 0 limit at effective step stepsize = gamma*c)",
+        p.NormalizedSGDParams,
+        p.build_normalized_sgd,
+        p.label_normalized_sgd,
+        example=p.NormalizedSGDParams(stepsize=0.05, assign="random"),
     )
 )

@@ -130,10 +130,14 @@ class _CheckpointingPool:
 
 def _merge(base: Recorder, segment: Recorder, dt: float, out: Recorder) -> Recorder:
     out.keep_arrivals = base.keep_arrivals
-    for name, col in out.arrivals.items():
+    old, new_rows, cols = base.arrivals, segment.arrivals, out.arrivals
+    # The optional columns (FedBuff's delta_norm, ...) of either part are kept; a
+    # part without one has NaN there, as a recorder fills the rows before a column.
+    for name in dict.fromkeys([*cols, *old, *new_rows]):
+        col = cols.setdefault(name, [])
         col.clear()
-        col.extend(base.arrivals[name])
-        new = segment.arrivals[name]
+        col.extend(old.get(name, [math.nan] * len(old["time"])))
+        new = new_rows.get(name, [math.nan] * len(new_rows["time"]))
         col.extend([t + dt for t in new] if name == "time" else new)
     out.evals = [*base.evals, *({**e, "time": e["time"] + dt} for e in segment.evals)]
     return out
@@ -304,4 +308,5 @@ def run_resumable(
         time_to_target=None if ttt is None or math.isnan(ttt) else ttt + t_off,
         counts={k: counts0[k] + res.counts[k] for k in _COUNTS},
         recorder=_merge(base, segment, t_off, out),
+        robust_hit=None if res.robust_hit is None else res.robust_hit + t_off,
     )
