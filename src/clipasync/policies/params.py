@@ -34,8 +34,10 @@ from clipasync.policies.staleness import (
     StalenessFn,
     make_staleness,
 )
-from clipasync.transforms.base import GradientTransform
+from clipasync.transforms.base import GradientTransform, chain
 from clipasync.transforms.chains import AdaptiveClip, clipped_sgd, fedbuff_server
+from clipasync.transforms.normalize import normalize
+from clipasync.transforms.stepsizes import scale
 
 _ADAPTIVE = setting(parse=AdaptiveClip.from_config, omit_none=True)
 _STALENESS = setting(parse=make_staleness, yaml=str | dict[str, Any] | None)
@@ -309,3 +311,37 @@ def label_fedasync(p: FedAsyncParams) -> str:
     parts = [f"α={fmt_value(p.mixing)}"]
     parts += _client_label(p.local_stepsize, p.local_steps, p.client_max_norm)
     return ", ".join(parts + _tail_label(False, p.assign))
+
+
+# ---------------------------------------------------------------------------
+# Controls.
+
+
+@dataclass(frozen=True, kw_only=True)
+class NormalizedSGDParams:
+    """Normalised asynchronous SGD, x ← x − γ·g/‖g‖ (g = 0 leaves x unchanged).
+
+    The c → 0 limit of clipped ASGD (arXiv 2606.13287, Algorithm 1) at a fixed
+    effective step γ·c: once c is below every arriving ‖g‖, γ'·clip_c(g) with
+    γ' = γ/c is γ·g/‖g‖. Here ``stepsize`` is that effective step γ (the length
+    of every update), so a grid of normalised SGD compares with clipped ASGD's at
+    equal γ·c. Jobs are assigned as in :class:`AsyncSGDParams`."""
+
+    stepsize: float = field(metadata=axis("g"))
+    assign: Assign = "same"
+
+    def __post_init__(self) -> None:
+        positive("stepsize", self.stepsize)
+        one_of("assign", self.assign, ("same", "random"))
+
+    def transform(self) -> GradientTransform:
+        """The server's transform: ``chain(normalize(), scale(γ))``."""
+        return chain(normalize(), scale(self.stepsize))
+
+
+def build_normalized_sgd(p: NormalizedSGDParams) -> ServerPolicy[Any]:
+    return _policy(AsyncSGD(p.transform(), assign=p.assign, name="normalized_sgd"))
+
+
+def label_normalized_sgd(p: NormalizedSGDParams) -> str:
+    return ", ".join([f"γ={fmt_value(p.stepsize)}", *_tail_label(False, p.assign)])

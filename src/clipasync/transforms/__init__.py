@@ -3,7 +3,8 @@
 ``base`` holds the protocol and ``chain``; ``clipping`` the exact clip of
 Erickson & Johansson (2026, arXiv 2606.13287, Alg. 1); ``stepsizes`` the constant
 and delay-adaptive stepsizes; ``adaptive`` a max_norm learned online; ``momentum``
-heavy-ball server momentum (FedBuff's server optimiser).
+heavy-ball server momentum (FedBuff's server optimiser); ``normalize``
+normalised SGD's u = g/‖g‖.
 """
 
 from clipasync.transforms.base import (
@@ -14,6 +15,7 @@ from clipasync.transforms.base import (
     identity,
 )
 from clipasync.transforms.clipping import clip_by_norm, grad_norm, norm_in_context
+from clipasync.transforms.normalize import normalize
 from clipasync.transforms.stepsizes import (
     DelayRule,
     check_stepsize,
@@ -34,6 +36,7 @@ __all__ = [
     "identity",
     "mishchenko_delay_rule",
     "norm_in_context",
+    "normalize",
     "scale",
     "scale_by_delay",
 ]
