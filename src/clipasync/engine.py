@@ -7,8 +7,12 @@ every method is a :class:`~clipasync.policies.base.ServerPolicy`.
 
 Evaluation semantics: the model is piecewise constant between arrivals, so the
 evaluation at time t uses the model after every arrival strictly before t. The time
-to target is the first evaluation time at which the target holds, so its resolution is
-``eval_every``.
+to target (the *first hit*) is the first evaluation time at which the target holds, so
+its resolution is ``eval_every``. A target with ``confirm = k`` also asks for a
+*robust hit*: the first evaluation of the first streak of k consecutive evaluations
+at the target; the run stops after that streak (``k = 1``: at the first hit). Each
+evaluation row holds ``time``, ``version`` (applied updates) and ``arrivals``
+(gradients received so far) beside the metrics.
 """
 
 from __future__ import annotations
@@ -31,7 +35,17 @@ StopReason = Literal[
 
 #: Metrics for which smaller is better; every other metric is maximised.
 MINIMISED = frozenset(
-    {"loss", "grad_norm", "perplexity", "test_loss", "test_perplexity", "suboptimality"}
+    {
+        "loss",
+        "grad_norm",
+        "grad_norm_sq",
+        "avg_grad_norm_sq",
+        "min_grad_norm_sq",
+        "perplexity",
+        "test_loss",
+        "test_perplexity",
+        "suboptimality",
+    }
 )
 
 
@@ -68,10 +82,23 @@ class Target:
     Args:
         metric: Name of an evaluation metric, e.g. ``"loss"`` or ``"test_accuracy"``.
         value: Threshold.
+        confirm: Consecutive evaluations at the target that confirm it (>= 1); the
+            run stops after the first such streak.
     """
 
     metric: str
     value: float
+    confirm: int = 1
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.confirm, bool)
+            or not isinstance(self.confirm, int)
+            or self.confirm < 1
+        ):
+            raise ConfigError(
+                f"target confirm must be an integer >= 1, got {self.confirm!r}"
+            )
 
     @property
     def minimise(self) -> bool:
@@ -130,9 +157,13 @@ class RunResult:
         version: Number of applied updates.
         time: Time at which the run stopped.
         stop_reason: Why it stopped.
-        time_to_target: First evaluation time the target held, else ``None``.
+        time_to_target: First evaluation time the target held (the first hit), else
+            ``None``.
         counts: ``arrivals``, ``applied``, ``discarded``, ``skipped``, ``cancelled``.
         recorder: The arrival and evaluation records.
+        robust_hit: Time of the first evaluation of the first streak of
+            ``target.confirm`` consecutive evaluations at the target, else ``None``
+            (equal to ``time_to_target`` when ``confirm`` is 1).
     """
 
     params: Vector
@@ -142,6 +173,12 @@ class RunResult:
     time_to_target: float | None
     counts: dict[str, int]
     recorder: Recorder = field(repr=False)
+    robust_hit: float | None = None
+
+    @property
+    def first_hit(self) -> float | None:
+        """The first evaluation time the target held (``time_to_target``)."""
+        return self.time_to_target
 
 
 Evaluate = Callable[[Vector], dict[str, float]]
@@ -192,13 +229,16 @@ def run(
 
     initial_loss: float | None = None
     time_to_target: float | None = None
+    robust_hit: float | None = None
+    confirm = stop.target.confirm if stop.target is not None else 1
+    streak, streak_start = 0, 0.0
     reason: StopReason | None = None
 
-    def do_eval(t: float) -> StopReason | None:
-        nonlocal initial_loss, time_to_target
+    def do_eval(t: float, arrivals: int) -> StopReason | None:
+        nonlocal initial_loss, time_to_target, robust_hit, streak, streak_start
         assert evaluate is not None
         metrics = evaluate(policy.params(state))
-        rec.record_eval(t, policy.version(state), metrics)
+        rec.record_eval(t, policy.version(state), metrics, arrivals)
         if on_progress is not None:
             on_progress(t)
         loss = metrics.get("loss", 0.0)
@@ -208,15 +248,24 @@ def run(
             initial_loss > 0 and loss > stop.diverge_factor * initial_loss
         ):
             return "diverged"
-        if stop.target is not None and stop.target.reached(metrics):
-            time_to_target = t
-            return "target"
+        if stop.target is not None:
+            if not stop.target.reached(metrics):
+                streak = 0
+                return None
+            if time_to_target is None:
+                time_to_target = t
+            if streak == 0:
+                streak_start = t
+            streak += 1
+            if streak >= confirm:
+                robust_hit = streak_start
+                return "target"
         return None
 
     dispatch(policy.start(state))
     next_eval = math.inf
     if evaluate is not None:
-        reason = do_eval(0.0)
+        reason = do_eval(0.0, 0)
         next_eval = eval_every if eval_every is not None else math.inf
     max_time = stop.max_time if stop.max_time is not None else math.inf
     max_updates = stop.max_updates if stop.max_updates is not None else math.inf
@@ -240,7 +289,7 @@ def run(
         t = arrival.time
         if next_eval <= t:
             while next_eval <= min(t, max_time) and reason is None:
-                reason = do_eval(next_eval)
+                reason = do_eval(next_eval, arrivals)
                 now = next_eval
                 next_eval += eval_every  # type: ignore[operator]
             if reason is not None:
@@ -284,7 +333,7 @@ def run(
         "exhausted",
     ):
         last = rec.evals[-1]["time"] if rec.evals else -1.0
-        if now > last and do_eval(now) == "target":
+        if now > last and do_eval(now, arrivals) == "target":
             reason = "target"
     assert reason is not None
     return RunResult(
@@ -295,4 +344,5 @@ def run(
         time_to_target=time_to_target,
         counts=counts,
         recorder=rec,
+        robust_hit=robust_hit,
     )

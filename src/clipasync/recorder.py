@@ -2,9 +2,9 @@
 
 One row per arrival (time, worker, version, delay, applied/discarded/skipped,
 pre-clip norm, clipped, stepsize, compute time) and one row per evaluation
-(time, version, metrics). Columns are plain lists while running (cheap appends) and
-numpy arrays afterwards; :mod:`clipasync.io` writes them as CSV so that
-``pandas.read_csv`` loads a run in one line.
+(time, version, arrivals so far, metrics). Columns are plain lists while running
+(cheap appends) and numpy arrays afterwards; :mod:`clipasync.io` writes them as CSV
+so that ``pandas.read_csv`` loads a run in one line.
 
 Optional columns (:data:`OPTIONAL_ARRIVAL_COLUMNS`: the client ``delta_norm``,
 ``staleness_weight`` and ``mixing`` that FedBuff and FedAsync put in
@@ -115,9 +115,20 @@ class Recorder:
                 )
             )
 
-    def record_eval(self, time: float, version: int, metrics: dict[str, float]) -> None:
-        """Append one evaluation row."""
-        self.evals.append({"time": time, "version": float(version), **metrics})
+    def record_eval(
+        self,
+        time: float,
+        version: int,
+        metrics: dict[str, float],
+        arrivals: int | None = None,
+    ) -> None:
+        """Append one evaluation row: ``time``, ``version`` (applied updates),
+        ``arrivals`` (gradients received so far, when given), then the metrics."""
+        row: dict[str, float] = {"time": time, "version": float(version)}
+        if arrivals is not None:
+            row["arrivals"] = float(arrivals)
+        row.update(metrics)
+        self.evals.append(row)
 
     def arrival_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Return the arrival columns as numpy arrays."""

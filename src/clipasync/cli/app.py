@@ -120,7 +120,8 @@ def run_cmd(
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             target = Path("reports") / f"{cfg.name}-{stamp}"
         if not no_progress:
-            typer.echo(f"{cfg.name}: {len(specs)} runs -> {target}", err=True)
+            stages = " (tuning stage; refine and eval follow)" if cfg.protocol else ""
+            typer.echo(f"{cfg.name}: {len(specs)} runs{stages} -> {target}", err=True)
         t0 = time.perf_counter()
         if backend == "ray":
             path = run_experiment_on_ray(

@@ -64,7 +64,7 @@ def noise_cmd(
         ),
     ] = None,
     k: Annotated[
-        int | None, typer.Option(help="Top order statistics (default top 1 %).")
+        int | None, typer.Option(help="Top order statistics (default top 10 %).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed.", min=0)] = 0,
     out: Annotated[

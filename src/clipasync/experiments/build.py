@@ -23,6 +23,7 @@ from clipasync.policies.registry import lookup
 from clipasync.problems import make_problem
 from clipasync.problems.base import Problem
 from clipasync.problems.local_training import local_sgd_task
+from clipasync.problems.metrics import Evaluate, running_gradient_metrics
 from clipasync.sim import SimulatedPool
 from clipasync.sim.availability import OpenSystemPool, UnreliablePool, make_dropout
 from clipasync.timing import (
@@ -174,6 +175,23 @@ def build_problem(cfg: dict[str, Any]) -> Problem:
     return problem
 
 
+_REPORTS_GRADIENT: dict[int, bool] = {}
+
+
+def build_evaluate(problem: Problem) -> Evaluate:
+    """Return the run's evaluation: the problem's metrics, plus the running mean and
+    minimum of ‖∇f(x)‖² over the evaluations (the stationarity measure of the
+    nonconvex guarantee, arXiv 2606.13287, Thm 4.2) when the problem reports a
+    gradient norm. A fresh wrapper per run: its averages start empty."""
+    known = _REPORTS_GRADIENT.get(id(problem))
+    if known is None:
+        metrics = problem.evaluate(problem.initial_point())
+        known = _REPORTS_GRADIENT[id(problem)] = bool(
+            {"grad_norm", "grad_norm_sq"} & set(metrics)
+        )
+    return running_gradient_metrics(problem.evaluate) if known else problem.evaluate
+
+
 def build_stop(stop: dict[str, Any]) -> StopRule:
     """Return the engine's stop rule of a resolved stop config."""
     target = stop.get("target")
@@ -181,6 +199,10 @@ def build_stop(stop: dict[str, Any]) -> StopRule:
         max_time=stop.get("max_time"),
         max_updates=stop.get("max_updates"),
         max_arrivals=stop.get("max_arrivals"),
-        target=Target(target["metric"], float(target["value"])) if target else None,
+        target=Target(
+            target["metric"], float(target["value"]), int(target.get("confirm") or 1)
+        )
+        if target
+        else None,
         diverge_factor=float(stop.get("diverge_factor", 1e6)),
     )

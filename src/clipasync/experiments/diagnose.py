@@ -7,7 +7,8 @@ the estimator is :func:`clipasync.diagnostics.tails.estimate_sub_weibull_theta`)
 
 - ``init``: the initial point, once per distinct problem of the sweep;
 - ``final``: the last iterate (``runs/<id>/final_x.npy``) of the best configuration's
-  median-seed run, per (sweep point, method) of the chosen methods.
+  median-seed run, per (sweep point, method) of the chosen methods (under a tuning
+  protocol: of the picked configuration's evaluation runs).
 
 Reference gradient. ∇f is not computed over the whole training set: the n sampled
 stochastic gradients g_1..g_n are kept and each is compared with the mean of the
@@ -188,7 +189,8 @@ def tail_index_diagnostics(config: ExperimentConfig, out_dir: str | Path) -> Pat
                 {"at": "init", "point": point, "method": "-", "run_id": None},
             )
     if "final" in cfg.at:
-        runs = load_runs(out)
+        # Under a tuning protocol, the picked configuration's evaluation runs.
+        runs = [r for r in load_runs(out) if r.get("stage", "eval") == "eval"]
         if runs:
             a = analyse(runs, config.resolved())
             methods = _selected_methods(config, cfg)

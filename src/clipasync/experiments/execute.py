@@ -12,6 +12,7 @@ import numpy as np
 
 from clipasync.engine import RunResult, WorkerPool, run
 from clipasync.experiments.build import (
+    build_evaluate,
     build_policy,
     build_pool,
     build_problem,
@@ -50,7 +51,13 @@ def execute(spec: RunSpec) -> RunOutcome:
     """Run one spec on the simulator and summarise it.
 
     The summary holds the spec's fields plus ``stop_reason``, ``reached``,
-    ``time_to_target``, ``sim_time``, ``version``, ``counts``, ``initial`` and
+    ``time_to_target`` (= ``first_hit``), ``robust_hit`` (the first evaluation of
+    the first streak of ``confirm`` evaluations at the target), the applied updates
+    and gradients (arrivals) at either hit (``updates_to_target``,
+    ``gradients_to_target``, ``updates_to_robust``, ``gradients_to_robust``;
+    ``None`` when not reached), ``censor_time`` (where a run that never confirmed
+    the target stopped: its score is "≥ censor_time"; else ``None``),
+    ``sim_time``, ``version``, ``counts``, ``initial`` and
     ``final`` metrics, ``wall_time`` (seconds), ``updates_per_time``,
     ``mean_delay``/``largest_delay`` (observed, over applied updates; not Ringmaster's
     threshold ``max_delay``), ``frac_clipped`` (over
@@ -70,7 +77,7 @@ def execute(spec: RunSpec) -> RunOutcome:
             problem.initial_point(),
             stop=build_stop(spec.stop),
             rng=stream(spec.seed, Stream.POLICY),
-            evaluate=problem.evaluate,
+            evaluate=build_evaluate(problem),
             eval_every=spec.eval_every,
             recorder=recorder,
         )
@@ -91,11 +98,21 @@ def summarise(
     applied = arr["applied"].astype(bool)
     delays = arr["delay"][applied]
     clipped = arr["clipped"][applied]
+    first = _eval_at(recorder.evals, result.time_to_target)
+    robust = _eval_at(recorder.evals, result.robust_hit)
     summary: dict[str, Any] = {
         **spec.record(),
         "stop_reason": result.stop_reason,
         "reached": result.time_to_target is not None,
         "time_to_target": result.time_to_target,
+        "first_hit": result.time_to_target,
+        "robust_hit": result.robust_hit,
+        "updates_to_target": _count(first, "version"),
+        "gradients_to_target": _count(first, "arrivals"),
+        "updates_to_robust": _count(robust, "version"),
+        "gradients_to_robust": _count(robust, "arrivals"),
+        "censor_time": result.time if result.robust_hit is None else None,
+        "confirm": int((spec.stop.get("target") or {}).get("confirm") or 1),
         "sim_time": result.time,
         "version": result.version,
         "counts": result.counts,
@@ -109,6 +126,18 @@ def summarise(
         "mean_pre_clip_norm": _nanmean(arr["pre_clip_norm"]),
     }
     return RunOutcome(summary, arr, recorder.evals, result.params)
+
+
+def _eval_at(evals: list[dict[str, float]], t: float | None) -> dict[str, float] | None:
+    """The evaluation row at time ``t`` (the hit times are evaluation times)."""
+    if t is None:
+        return None
+    return next((e for e in evals if e["time"] == t), None)
+
+
+def _count(row: dict[str, float] | None, key: str) -> int | None:
+    value = None if row is None else row.get(key)
+    return None if value is None else int(value)
 
 
 def pool_stats(pool: WorkerPool) -> dict[str, Any]:

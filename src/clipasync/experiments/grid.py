@@ -13,10 +13,17 @@ import copy
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clipasync.errors import ConfigError
+from clipasync.experiments.noise_scale import noise_scale
+from clipasync.experiments.relative import (
+    CLIP_SCALE,
+    EFFECTIVE_STEP,
+    NOISE_QUANTILE,
+    GridPoint,
+)
 from clipasync.experiments.schema import ExperimentConfig
 from clipasync.policies.registry import lookup
 
@@ -38,6 +45,9 @@ class RunSpec:
         eval_every: Evaluation cadence in simulated time.
         record_arrivals: Write the per-arrival CSV.
         availability: Resolved availability block, or ``None``.
+        extra_hyper: Relative coordinates of the grid point (``effective_step``,
+            ``noise_quantile``, ``clip_scale``); empty for a plain grid.
+        stage: ``tune``, ``refine`` or ``eval`` in a tuning protocol, else ``None``.
     """
 
     run_id: str
@@ -52,26 +62,34 @@ class RunSpec:
     eval_every: float | None
     record_arrivals: bool = True
     availability: dict[str, Any] | None = None
+    extra_hyper: dict[str, float] = field(default_factory=dict)
+    stage: str | None = None
 
     @property
     def hyper(self) -> dict[str, Any]:
-        """The grid point as plain data (the record of run settings and summaries)."""
-        return lookup(self.policy).to_hyper(self.params)
+        """The grid point as plain data (the record of run settings and summaries):
+        the parameters' fields, then its relative coordinates when it has any."""
+        return {**lookup(self.policy).to_hyper(self.params), **self.extra_hyper}
 
     def settings(self) -> dict[str, Any]:
-        """Return every field but ``run_id`` as plain data (what the id's hash covers).
+        """Return every field but ``run_id`` and ``stage`` as plain data (what the
+        id's hash covers).
 
         ``availability`` is left out when ``None``, so run ids of experiments
-        without an ``availability`` block are those of earlier versions.
+        without an ``availability`` block are those of earlier versions. The stage
+        is not hashed: a run is the same run whichever stage asks for it.
         """
         d = self.record()
         d.pop("run_id")
+        d.pop("stage", None)
         if d.get("availability") is None:
             d.pop("availability", None)
         return d
 
     def record(self) -> dict[str, Any]:
-        """Return every field as plain data, ``hyper`` for ``params`` (summaries)."""
+        """Return every field as plain data, ``hyper`` for ``params`` (summaries);
+        ``stage`` only for a run of a tuning protocol."""
+        stage = {} if self.stage is None else {"stage": self.stage}
         return {
             "run_id": self.run_id,
             "method": self.method,
@@ -85,7 +103,12 @@ class RunSpec:
             "eval_every": self.eval_every,
             "record_arrivals": self.record_arrivals,
             "availability": copy.deepcopy(self.availability),
+            **stage,
         }
+
+
+#: Run-id tags of the relative coordinates of a grid point.
+RELATIVE_TAGS = ((EFFECTIVE_STEP, "e"), (NOISE_QUANTILE, "q"), (CLIP_SCALE, "x"))
 
 
 def _fmt(value: Any) -> str:
@@ -97,7 +120,8 @@ def _fmt(value: Any) -> str:
 def make_run_id(settings: dict[str, Any]) -> str:
     """Return ``<method>-<sweep>-<hyper>-s<seed>-<hash8>`` for a run's settings.
 
-    The hyper part lists the policy's tagged grid axes (``g0.5-c1``). The hash is
+    The hyper part lists the policy's tagged grid axes (``g0.5-c1``), then the
+    relative coordinates a grid point has (``e0.01-q0.9``). The hash is
     SHA-256 of the settings as canonical JSON, so the id changes whenever anything
     that affects the run changes, and never otherwise.
     """
@@ -111,49 +135,107 @@ def make_run_id(settings: dict[str, Any]) -> str:
         for k, tag in lookup(settings["policy"]).tags
         if hyper.get(k) is not None
     ]
+    parts += [f"{tag}{_fmt(hyper[k])}" for k, tag in RELATIVE_TAGS if k in hyper]
     parts.append(f"s{settings['seed']}")
     slug = re.sub(r"[^A-Za-z0-9._=-]+", "_", "-".join(str(p) for p in parts))
     return f"{slug}-{digest}"
 
 
-def expand(config: ExperimentConfig) -> list[RunSpec]:
-    """Return every run of the experiment: sweep point × method × grid point × seed.
+def sweep_configs(
+    config: ExperimentConfig,
+) -> list[tuple[dict[str, Any], ExperimentConfig]]:
+    """Return (sweep point, the config at that point) for every sweep point.
 
     Raises:
         ConfigError: If a sweep point makes the config invalid.
     """
-    specs: list[RunSpec] = []
-    for point in config.sweep_points():
-        cfg = config.at(point) if point else config
-        problem = cfg.problem.model_dump(mode="json", exclude_none=True)
-        timing = cfg.timing.model_dump(mode="json", exclude_none=True)
-        stop = cfg.stop.model_dump(mode="json", exclude_none=True)
-        availability = (
-            None
-            if cfg.availability is None
-            else cfg.availability.model_dump(mode="json", exclude_none=True)
-        )
-        for name, method in cfg.methods.items():
-            for params in method.points():
-                for seed in cfg.seeds:
-                    spec = RunSpec(
-                        run_id="",
-                        method=name,
-                        policy=method.policy,
-                        params=params,
-                        seed=seed,
-                        sweep=dict(point),
-                        problem=problem,
-                        timing=timing,
-                        stop=stop,
-                        eval_every=cfg.eval_every,
-                        record_arrivals=cfg.record_arrivals,
-                        availability=availability,
-                    )
-                    specs.append(replace(spec, run_id=make_run_id(spec.settings())))
+    return [
+        (point, config.at(point) if point else config)
+        for point in config.sweep_points()
+    ]
+
+
+def method_grid(cfg: ExperimentConfig, name: str) -> list[GridPoint]:
+    """Return the coarse grid of a method at one sweep point's config, a
+    ``noise_quantile`` axis resolved on that point's problem."""
+    method = cfg.methods[name]
+    rel = method.relative
+    if rel is None or rel.noise_quantile is None:
+        return method.grid_points()
+    problem = cfg.problem.model_dump(mode="json", exclude_none=True)
+    return method.grid_points(noise_scale(problem, rel.num_samples))
+
+
+def make_specs(
+    cfg: ExperimentConfig,
+    point: dict[str, Any],
+    name: str,
+    points: list[GridPoint],
+    seeds: list[int],
+    stage: str | None = None,
+) -> list[RunSpec]:
+    """Return the runs of grid points × seeds of one method at one sweep point."""
+    problem = cfg.problem.model_dump(mode="json", exclude_none=True)
+    timing = cfg.timing.model_dump(mode="json", exclude_none=True)
+    stop = cfg.stop.model_dump(mode="json", exclude_none=True)
+    availability = (
+        None
+        if cfg.availability is None
+        else cfg.availability.model_dump(mode="json", exclude_none=True)
+    )
+    method = cfg.methods[name]
+    specs = []
+    for gp in points:
+        for seed in seeds:
+            spec = RunSpec(
+                run_id="",
+                method=name,
+                policy=method.policy,
+                params=gp.params,
+                seed=seed,
+                sweep=dict(point),
+                problem=problem,
+                timing=timing,
+                stop=stop,
+                eval_every=cfg.eval_every,
+                record_arrivals=cfg.record_arrivals,
+                availability=availability,
+                extra_hyper=dict(gp.extra),
+                stage=stage,
+            )
+            specs.append(replace(spec, run_id=make_run_id(spec.settings())))
+    return specs
+
+
+def check_unique(specs: list[RunSpec]) -> list[RunSpec]:
+    """Return ``specs``, or raise if two runs have identical settings.
+
+    Raises:
+        ConfigError: On a duplicate grid.
+    """
     ids = [s.run_id for s in specs]
     if len(set(ids)) != len(ids):
         raise ConfigError(
             "config error: two runs have identical settings (duplicate grid)"
         )
     return specs
+
+
+def expand(config: ExperimentConfig) -> list[RunSpec]:
+    """Return the runs of the first stage: sweep point × method × grid point × seed.
+
+    Without a ``protocol`` these are all the runs of the experiment (``seeds``);
+    with one, the coarse grid on the tuning seeds (stage ``tune``; the later stages
+    depend on its results, see :mod:`clipasync.experiments.protocol`).
+
+    Raises:
+        ConfigError: If a sweep point makes the config invalid.
+    """
+    stage = "tune" if config.protocol is not None else None
+    specs: list[RunSpec] = []
+    for point, cfg in sweep_configs(config):
+        for name in cfg.methods:
+            specs += make_specs(
+                cfg, point, name, method_grid(cfg, name), cfg.first_stage_seeds, stage
+            )
+    return check_unique(specs)

@@ -17,6 +17,7 @@ Each grid point becomes a typed parameter object here, once
 from __future__ import annotations
 
 import itertools
+import math
 import types
 import typing
 from dataclasses import MISSING, is_dataclass
@@ -37,6 +38,14 @@ from pydantic import (
 from clipasync.errors import HyperparameterError
 from clipasync.experiments.fields import as_list, nonempty, powers
 from clipasync.experiments.messages import describe, fields_at
+from clipasync.experiments.relative import (
+    GridPoint,
+    NoiseScale,
+    RelativeAxes,
+    probe_scale,
+    resolve,
+    split_relative,
+)
 from clipasync.policies.hyper import YAML, fields_of, is_axis, parse_field
 from clipasync.policies.registry import MethodEntry, entries, lookup
 
@@ -144,11 +153,14 @@ def _build_model(cls: type) -> type[BaseModel]:
     )
 
 
-def grid_points(entry: MethodEntry[Any], values: dict[str, Any]) -> list[Any]:
-    """Return the parameter objects of every grid point (axes in field order).
+def grid_axes(
+    entry: MethodEntry[Any], values: dict[str, Any]
+) -> tuple[dict[str, list[Any]], dict[str, Any]]:
+    """Return the grid axes (field order; a default for an axis not given) and the
+    fixed fields (parsed) of a method's values.
 
     Raises:
-        HyperparameterError: If a value is out of range (the field is named).
+        HyperparameterError: If a fixed value does not parse (the field is named).
     """
     axes: dict[str, list[Any]] = {}
     fixed: dict[str, Any] = {}
@@ -160,11 +172,42 @@ def grid_points(entry: MethodEntry[Any], values: dict[str, Any]) -> list[Any]:
             axes[f.name] = value if value is not None else [f.default]
         elif value is not None:
             fixed[f.name] = parse_field(f, value)
+    return axes, fixed
+
+
+def grid_points(
+    entry: MethodEntry[Any],
+    values: dict[str, Any],
+    relative: RelativeAxes | None = None,
+    scale: NoiseScale | None = None,
+) -> list[GridPoint]:
+    """Return every grid point (Cartesian product, axes in field order).
+
+    Args:
+        entry: The method's registry entry.
+        values: Its validated values (grid axes as lists).
+        relative: Relative axes (their values sit under ``stepsize`` and
+            ``max_norm``, see :func:`~clipasync.experiments.relative.split_relative`).
+        scale: Quantile level → noise norm, for a ``noise_quantile`` axis.
+
+    Raises:
+        HyperparameterError: If a value is out of range (the field is named).
+    """
+    axes, fixed = grid_axes(entry, values)
+    if relative is not None:
+        if relative.effective_step is not None:
+            axes["stepsize"] = list(relative.effective_step)
+        if relative.noise_quantile is not None:
+            axes["max_norm"] = list(relative.noise_quantile)
     names = list(axes)
-    return [
-        entry.params(**dict(zip(names, combo, strict=True)), **fixed)
-        for combo in itertools.product(*axes.values())
-    ]
+    out = []
+    for combo in itertools.product(*axes.values()):
+        point = dict(zip(names, combo, strict=True))
+        extra: dict[str, float] = {}
+        if relative is not None:
+            point, extra = resolve(point, relative, scale)
+        out.append(GridPoint(entry.params(**point, **fixed), extra))
+    return out
 
 
 def _unknown(entry: MethodEntry[Any], model: type[BaseModel]) -> Any:
@@ -194,7 +237,8 @@ class MethodConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     policy: str
-    _points: list[Any] = PrivateAttr(default_factory=list)
+    _points: list[GridPoint] = PrivateAttr(default_factory=list)
+    _relative: RelativeAxes | None = PrivateAttr(default=None)
 
     if TYPE_CHECKING:
 
@@ -209,7 +253,7 @@ class MethodConfig(BaseModel):
     def _hyperparameters(self) -> MethodConfig:
         entry = lookup(self.policy)
         model = yaml_model(entry.params)
-        raw = dict(self.__pydantic_extra__ or {})
+        raw, relative = split_relative(entry, dict(self.__pydantic_extra__ or {}))
         try:
             given = model.model_validate(raw)
         except ValidationError as exc:
@@ -219,14 +263,22 @@ class MethodConfig(BaseModel):
             name: v.model_dump(exclude_none=True) if isinstance(v, BaseModel) else v
             for name, v in given
         }
-        self.__pydantic_extra__ = values
+        self._relative = relative
         try:
-            self._points = grid_points(entry, values)
+            # A quantile grid is checked at c = 1 here and resolved per problem.
+            quantiles = relative is not None and relative.noise_quantile is not None
+            points = grid_points(
+                entry, values, relative, probe_scale if quantiles else None
+            )
         except HyperparameterError as exc:
             # Name the field as the file does (``lr`` for ``stepsize``).
             if ALIASES.get(exc.field) in raw:
                 raise HyperparameterError(ALIASES[exc.field], exc.detail) from None
             raise
+        self._points = [] if quantiles else points
+        self.__pydantic_extra__ = (
+            values if relative is None else relative.file_form(values)
+        )
         return self
 
     @property
@@ -241,14 +293,60 @@ class MethodConfig(BaseModel):
 
     @property
     def clips(self) -> bool:
-        """Whether some grid point clips at a fixed ``max_norm``."""
+        """Whether some grid point clips at a fixed (or noise-relative) ``max_norm``."""
+        if self.needs_noise_scale:
+            return True
         return any(c is not None for c in self.values.get("max_norm") or ())
 
-    def points(self) -> list[Any]:
-        """Return the typed parameters of every grid point (Cartesian product)."""
-        return list(self._points)
+    @property
+    def relative(self) -> RelativeAxes | None:
+        """The relative axes (effective step, noise quantile), if the file uses any."""
+        return self._relative
 
-    def grid(self) -> list[dict[str, Any]]:
-        """Return every grid point as the plain record of run settings (``hyper``)."""
+    @property
+    def needs_noise_scale(self) -> bool:
+        """Whether the grid has a ``noise_quantile`` axis (resolved per problem)."""
+        return self._relative is not None and self._relative.noise_quantile is not None
+
+    def axis_values(self) -> dict[str, list[Any]]:
+        """Return each grid axis's values as the file gives them (field order; the
+        effective step under ``stepsize``, quantile levels under ``max_norm``)."""
         entry = self.entry
-        return [entry.to_hyper(p) for p in self._points]
+        axes, _ = grid_axes(entry, self.values)
+        rel = self._relative
+        if rel is not None and rel.effective_step is not None:
+            axes["stepsize"] = list(rel.effective_step)
+        if rel is not None and rel.noise_quantile is not None:
+            axes["max_norm"] = list(rel.noise_quantile)
+        return axes
+
+    def grid_size(self) -> int:
+        """Return the number of grid points (the method's budget)."""
+        return math.prod(len(v) for v in self.axis_values().values())
+
+    def grid_points(self, scale: NoiseScale | None = None) -> list[GridPoint]:
+        """Return every grid point (parameters and relative coordinates).
+
+        Args:
+            scale: Quantile level → noise norm; required for a ``noise_quantile``
+                axis (:func:`clipasync.experiments.noise_scale.noise_scale`).
+
+        Raises:
+            HyperparameterError: If a quantile grid has no scale, or a resolved
+                point is out of range.
+        """
+        if not self.needs_noise_scale:
+            return list(self._points)
+        return grid_points(self.entry, self.values, self._relative, scale)
+
+    def points(self, scale: NoiseScale | None = None) -> list[Any]:
+        """Return the typed parameters of every grid point (Cartesian product)."""
+        return [g.params for g in self.grid_points(scale)]
+
+    def grid(self, scale: NoiseScale | None = None) -> list[dict[str, Any]]:
+        """Return every grid point as the plain record of run settings (``hyper``:
+        the parameters' fields, then the relative coordinates when used)."""
+        entry = self.entry
+        return [
+            {**entry.to_hyper(g.params), **g.extra} for g in self.grid_points(scale)
+        ]

@@ -12,7 +12,8 @@ only the pool changes, from :class:`~clipasync.sim.SimulatedPool` (virtual clock
   units and compare directly.
 * Runs execute one after another (each one already uses every worker of the cluster);
   each finished run is written atomically like a simulated run, so a rerun skips
-  finished runs.
+  finished runs. A ``protocol`` block runs its stages (tune, refine, eval) as on the
+  simulator (:mod:`clipasync.experiments.protocol`).
 * Each run checkpoints its driver every ``checkpoint_every`` updates to
   ``checkpoints/<run_id>/``; :func:`resume_experiment` (``clipasync resume DIR``)
   continues every unfinished run from its checkpoint, or from scratch if it has none.
@@ -42,6 +43,7 @@ from clipasync.experiments.build import (
 from clipasync.experiments.execute import RunOutcome, summarise
 from clipasync.experiments.grid import RunSpec
 from clipasync.experiments.loading import load_config
+from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import (
     ARRIVALS_FILE,
     RUNS_DIR,
@@ -95,7 +97,7 @@ def _to_time_units(outcome: RunOutcome, unit: float) -> RunOutcome:
     s = outcome.summary
     s["time_unit_s"] = unit
     s["wall_clock_time"] = s.get("sim_time")
-    for key in ("time_to_target", "sim_time"):
+    for key in ("time_to_target", "first_hit", "robust_hit", "censor_time", "sim_time"):
         if s.get(key) is not None:
             s[key] = float(s[key]) / unit
     if s.get("sim_time"):
@@ -228,20 +230,27 @@ def run_experiment_on_ray(
         },
     )
     start_ray(address, num_cpus)
-    for spec in specs:
-        if load_summary(runs_dir / spec.run_id) is not None:
-            continue
-        outcome = execute_on_ray(
-            spec,
-            out,
-            time_unit_s=time_unit_s,
-            inject_delays=inject_delays,
-            checkpoint_every=checkpoint_every,
-            resume=resume,
-            address=address,
-        )
-        run_dir = save_run(outcome, runs_dir, spec.record_arrivals)
-        _save_weights(spec, outcome, run_dir)
+
+    def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
+        for spec in specs:
+            if load_summary(runs_dir / spec.run_id) is not None:
+                continue
+            outcome = execute_on_ray(
+                spec,
+                out,
+                time_unit_s=time_unit_s,
+                inject_delays=inject_delays,
+                checkpoint_every=checkpoint_every,
+                resume=resume,
+                address=address,
+            )
+            run_dir = save_run(outcome, runs_dir, spec.record_arrivals)
+            _save_weights(spec, outcome, run_dir)
+
+    if config.protocol is None:
+        run_stage(None, specs)
+    else:
+        run_protocol(config, out, runs_dir, run_stage)
     return out
 
 

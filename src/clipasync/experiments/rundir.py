@@ -2,7 +2,10 @@
 
     out/
       config.resolved.yaml   the expanded config (written first)
-      runs.json              the run ids of this config, in grid order
+      runs.json              the run ids of this config, in grid order (with a
+                             protocol: stage by stage, tune, refine, eval)
+      selection.json         with a protocol: each method's pick on the tuning
+                             seeds (experiments.protocol)
       runs/<run_id>/         summary.json, evals.csv, arrivals.csv.gz (gzip-compressed
                              CSV; runs of older versions have arrivals.csv) (atomic
                              rename), final_x.npy (last iterate; only with
@@ -76,7 +79,7 @@ def save_run(
         if record_arrivals:
             write_csv_atomic(tmp / ARRIVALS_FILE, outcome.arrivals)
         write_rows_csv_atomic(
-            tmp / "evals.csv", outcome.evals, columns=("time", "version")
+            tmp / "evals.csv", outcome.evals, columns=("time", "version", "arrivals")
         )
         # Written last: its presence marks a complete run, even without the rename.
         write_json_atomic(tmp / SUMMARY_FILE, outcome.summary)

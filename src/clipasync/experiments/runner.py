@@ -1,5 +1,6 @@
-"""Run an experiment: every pending run of its grid, in-process or in a pool of
-worker processes, with a progress bar; then its diagnostics.
+"""Run an experiment: every pending run of its grid (or of each stage of its tuning
+protocol), in-process or in a pool of worker processes, with a progress bar; then
+its diagnostics.
 
 Finished runs are loaded, not rerun (see :mod:`clipasync.experiments.rundir`). The
 report is built separately, by :func:`clipasync.reports.report.build_report`.
@@ -20,6 +21,7 @@ from clipasync.experiments.build import one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
 from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import load_summary, prepare_out_dir, save_run
 from clipasync.experiments.schema import ExperimentConfig
 
@@ -110,7 +112,10 @@ def run_experiment(
     """Run every spec of ``config`` into ``out_dir`` (the report is built apart).
 
     Finished runs (``runs/<run_id>/summary.json`` present) are loaded, not rerun;
-    leftovers of killed runs are removed and redone. With a ``diagnostics`` block the
+    leftovers of killed runs are removed and redone. With a ``protocol`` block the
+    runs go in stages, tune, refine and eval, each with its own progress bar
+    (:func:`~clipasync.experiments.protocol.run_protocol`, which writes
+    ``selection.json``). With a ``diagnostics`` block the
     tail indices are measured after the grid (:mod:`~clipasync.experiments.diagnose`,
     cached in ``diagnostics.json``).
 
@@ -125,15 +130,22 @@ def run_experiment(
     """
     out = Path(out_dir)
     runs_dir, specs = prepare_out_dir(config, out)
-    pending = [s for s in specs if load_summary(runs_dir / s.run_id) is None]
-    n_workers = resolve_workers(
-        workers if workers is not None else config.workers, len(pending)
-    )
     tail = config.diagnostics.tail_index if config.diagnostics else None
     save_final = tail is not None and "final" in tail.at
-    _execute_with_progress(
-        pending, runs_dir, n_workers, len(specs), progress, save_final
-    )
+
+    def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
+        pending = [s for s in specs if load_summary(runs_dir / s.run_id) is None]
+        n_workers = resolve_workers(
+            workers if workers is not None else config.workers, len(pending)
+        )
+        _execute_with_progress(
+            pending, runs_dir, n_workers, len(specs), progress, save_final, stage
+        )
+
+    if config.protocol is None:
+        run_stage(None, specs)
+    else:
+        run_protocol(config, out, runs_dir, run_stage)
     if tail is not None:
         tail_index_diagnostics(config, out)
     return out
@@ -146,6 +158,7 @@ def _execute_with_progress(
     total: int,
     progress: bool,
     save_final: bool = False,
+    stage: str | None = None,
 ) -> None:
     done_before = total - len(pending)
     if not progress:
@@ -169,7 +182,7 @@ def _execute_with_progress(
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=False) as bar:
-        label = f"runs ({workers} process{'es' if workers > 1 else ''})"
+        label = f"{stage or 'runs'} ({workers} process{'es' if workers > 1 else ''})"
         if done_before:
             label += f", {done_before} reused"
         task = bar.add_task(label, total=total, completed=done_before)

@@ -1,7 +1,8 @@
 """An experiment file as a validated model (:class:`ExperimentConfig`)::
 
     name: stragglers
-    seeds: [0, 1, 2]
+    seeds: [0, 1, 2]        # without a protocol: select and score on these
+    protocol: {tuning_seeds: [0, 1, 2], eval_seeds: {first: 1000, count: 20}}
     problem: {name: least_squares, dim: 100, noise: {kind: sub_weibull, theta: 2}}
     timing: {kind: two_speed, num_fast: 8, num_slow: 8, slow_time: 4}
     sweep: {timing.slow_time: [1, 2, 4, 8, 16, 32]}
@@ -15,9 +16,11 @@ The blocks are :class:`~clipasync.experiments.sections.ProblemConfig`,
 :class:`~clipasync.experiments.timing_schema.TimingConfig`,
 :class:`~clipasync.experiments.methods.MethodConfig` (one per method, its fields
 those of the registered policy), :class:`~clipasync.experiments.sections.StopConfig`
-and the optional ``availability``, ``diagnostics`` and ``paper_reference`` (the
-paper's reported speedups of the reference method, shown next to the measured
-ones). :func:`validate_config` turns pydantic's report into a
+and the optional ``availability``, ``diagnostics``, ``protocol`` (tuning and
+evaluation seeds, :class:`~clipasync.experiments.sections.ProtocolConfig`; without
+it every run uses ``seeds``, which then select and score alike) and
+``paper_reference`` (the paper's reported speedups of the reference method, shown
+next to the measured ones). :func:`validate_config` turns pydantic's report into a
 :class:`~clipasync.errors.ConfigError` of one line naming the field.
 """
 
@@ -37,6 +40,7 @@ from clipasync.experiments.sections import (
     AvailabilityConfig,
     DiagnosticsConfig,
     ProblemConfig,
+    ProtocolConfig,
     StopConfig,
 )
 from clipasync.experiments.timing_schema import TimingConfig, timing_workers
@@ -61,6 +65,7 @@ class ExperimentConfig(Strict):
     diagnostics: DiagnosticsConfig | None = None
     paper_reference: dict[str, dict[str, PositiveFloat]] | None = None
     availability: AvailabilityConfig | None = None
+    protocol: ProtocolConfig | None = None
 
     @field_validator("workers", mode="before")
     @classmethod
@@ -127,6 +132,7 @@ class ExperimentConfig(Strict):
                     )
         if self.stop.target is not None and self.eval_every is None:
             raise ValueError("eval_every: required when stop.target is set")
+        self._protocol_checks()
         self._federated_checks()
         for point in self.sweep_points():
             if not point:
@@ -137,6 +143,25 @@ class ExperimentConfig(Strict):
                 shown = ", ".join(f"{k}={v}" for k, v in point.items())
                 raise ValueError(f"sweep: at {shown}: {exc}") from None
         return self
+
+    def _protocol_checks(self) -> None:
+        """A protocol scores the time to a target; equal budgets when asked."""
+        if self.protocol is None:
+            return
+        if self.stop.target is None:
+            raise ValueError(
+                "protocol: needs stop.target (runs are selected and scored by the "
+                "time, updates or gradients to the target)"
+            )
+        if self.protocol.equal_budget:
+            sizes = {name: m.grid_size() for name, m in self.methods.items()}
+            if len(set(sizes.values())) > 1:
+                shown = ", ".join(f"{n}: {k}" for n, k in sizes.items())
+                raise ValueError(
+                    "protocol.equal_budget: methods have unequal numbers of coarse "
+                    f"grid points ({shown}); give each the same number or set "
+                    "equal_budget: false"
+                )
 
     def _federated_checks(self) -> None:
         """Partition size vs number of workers; open system vs synchronous rules."""
@@ -159,6 +184,11 @@ class ExperimentConfig(Strict):
                     )
 
     # -- derived views ------------------------------------------------------
+
+    @property
+    def first_stage_seeds(self) -> list[int]:
+        """The seeds of the first stage: ``protocol.tuning_seeds``, else ``seeds``."""
+        return list(self.protocol.tuning_seeds if self.protocol else self.seeds)
 
     @property
     def reference_method(self) -> str | None:
@@ -199,7 +229,7 @@ class ExperimentConfig(Strict):
         out["methods"] = {
             name: {
                 **m.model_dump(mode="json", exclude_none=True),
-                "grid_size": len(m.points()),
+                "grid_size": m.grid_size(),
             }
             for name, m in self.methods.items()
         }

@@ -8,16 +8,26 @@ into client shards) and a noise of :data:`clipasync.problems.noise.NOISES`;
 ``stop: {max_time: 500, target: {metric: loss, value: 0.05}}`` ends every run;
 ``availability: {dropout: {kind: bernoulli, p: 0.05}}`` or ``{open_system: {rate:
 8}}`` makes clients vanish or arrive; ``diagnostics: {tail_index: {num_samples:
-500, at: [init, final]}}`` measures the gradient noise's tail after the grid.
+500, at: [init, final]}}`` measures the gradient noise's tail after the grid;
+``protocol: {tuning_seeds: [0, 1, 2], eval_seeds: {first: 1000, count: 20}}`` selects
+each method's configuration on tuning seeds and scores it on fresh evaluation seeds
+(:class:`ProtocolConfig`).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from clipasync.experiments.fields import PositiveFloat, PositiveInt, Strict, nonempty
+from clipasync.experiments.fields import (
+    PositiveFloat,
+    PositiveInt,
+    Strict,
+    as_list,
+    nonempty,
+)
 from clipasync.problems import PROBLEMS
 from clipasync.problems.noise import NOISES
 from clipasync.sim.availability import make_dropout
@@ -107,10 +117,14 @@ class AvailabilityConfig(Strict):
 
 
 class TargetConfig(Strict):
-    """Stop once ``metric`` reaches ``value`` (≤ for losses, ≥ for accuracies)."""
+    """Stop once ``metric`` reaches ``value`` (≤ for losses, ≥ for accuracies) on
+    ``confirm`` consecutive evaluations (default 1: the first evaluation that does;
+    left out of run settings while unset, so run ids stay those of earlier
+    versions)."""
 
     metric: str
     value: float
+    confirm: PositiveInt | None = None
 
 
 class StopConfig(Strict):
@@ -165,3 +179,88 @@ class DiagnosticsConfig(Strict):
     """Diagnostics computed after the grid has run (see :class:`TailIndexConfig`)."""
 
     tail_index: TailIndexConfig | None = None
+
+
+#: The default refinement factor: one √2 step either side of the coarse best.
+SQRT2 = math.sqrt(2.0)
+
+Seed = Annotated[int, Field(ge=0)]
+
+
+def seed_list(value: Any) -> Any:
+    """A seed list from a list, one seed, or a range ``{first: 1000, count: 20}``.
+
+    Raises:
+        ValueError: On a malformed range.
+    """
+    if not isinstance(value, dict):
+        return as_list(value)
+    unknown = set(value) - {"first", "count"}
+    if unknown:
+        raise ValueError(
+            f"unknown key {sorted(unknown)[0]!r} in a seed range; allowed: first, count"
+        )
+    first, count = value.get("first", 0), value.get("count")
+    if count is None:
+        raise ValueError("a seed range {first, count} needs count")
+    for name, v, low in (("first", first, 0), ("count", count, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(
+                f"seed range {name} must be an integer >= {low} (got {v!r})"
+            )
+    return list(range(first, first + count))
+
+
+def _distinct(v: list[int]) -> list[int]:
+    nonempty(v)
+    if len(set(v)) != len(v):
+        raise ValueError(f"seeds must be distinct (got {v})")
+    return v
+
+
+class RefineConfig(Strict):
+    """One refinement pass: each refinable axis of a method's coarse best is tried
+    at best / ``factor`` and best × ``factor`` (the other axes at their best)."""
+
+    factor: Annotated[float, Field(gt=1)] = SQRT2
+
+
+class ProtocolConfig(Strict):
+    """The tuning protocol: select on tuning seeds, score on fresh evaluation seeds.
+
+    Stages: the coarse grid × ``tuning_seeds`` (``tune``); one refinement around
+    each method's best (``refine``, :class:`RefineConfig`; ``refine: null``: none);
+    the pick of each (sweep point, method), the smallest median tuning score
+    (``select_by``: time, updates or gradients to the robust hit, a run that never
+    confirms the target counting as +∞), × ``eval_seeds`` (``eval``). With
+    ``equal_budget`` every method must have as many coarse grid points as the others.
+    ``confidence`` is the level of the report's intervals.
+    """
+
+    tuning_seeds: list[Seed]
+    eval_seeds: list[Seed]
+    refine: RefineConfig | None = Field(default_factory=RefineConfig)
+    select_by: Literal["time", "updates", "gradients"] = "time"
+    equal_budget: bool = True
+    confidence: Annotated[float, Field(gt=0, lt=1)] = 0.9
+
+    @field_validator("tuning_seeds", "eval_seeds", mode="before")
+    @classmethod
+    def _seed_lists(cls, v: Any) -> Any:
+        return seed_list(v)
+
+    @field_validator("tuning_seeds", "eval_seeds")
+    @classmethod
+    def _seeds_distinct(cls, v: list[int]) -> list[int]:
+        return _distinct(v)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ProtocolConfig:
+        both = sorted(set(self.tuning_seeds) & set(self.eval_seeds))
+        if both:
+            shown = ", ".join(map(str, both[:5])) + (", ..." if len(both) > 5 else "")
+            raise ValueError(
+                f"protocol.eval_seeds: must be disjoint from tuning_seeds (both hold "
+                f"{shown})"
+            )
+        return self

@@ -30,8 +30,8 @@ sit above a training-loss target that unclipped SGD reaches. An adaptive level
 that tracks the q-quantile of the norms rescales with the noise, so the clipped
 mass stays a fraction 1 − q of the gradients at every point of the run instead of
 nearly all of them for a too-small c; it shrinks that bias but does not remove it
-for q < 1. ``tests/test_adaptive.py`` measures it on least squares with
-Student-t noise.
+for q < 1. ``tests/transforms/test_adaptive.py`` measures it on least squares
+with Student-t noise.
 
 References:
     Andrew, Thakkar, McMahan, Ramaswamy. "Differentially private learning with
