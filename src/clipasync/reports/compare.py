@@ -6,6 +6,10 @@ sweep point × method × grid point, the best grid point flagged) and
 ``paper_reference``). :func:`compare_reports` reads only those two files and returns,
 per (report, sweep point), the reference method's best time and its speedup over
 every baseline, with the paper's reported speedup next to it when the config has one.
+For a report of the tuning protocol (rows with a ``stage``) the score is the median
+over evaluation seeds (``time_median``) and a speedup is a ratio of medians; a
+censored score (``*_censored``: seeds that never reached the target) makes its
+speedup a bound, printed "≥" (baseline censored) or "≤" (reference censored).
 
 Command line: ``clipasync compare reports/fig2 reports/fig3 reports/fig4 --out DIR``
 writes ``DIR/comparison.md`` and ``DIR/comparison.png`` and prints the table.
@@ -38,6 +42,8 @@ class ReportRow:
         score_name: ``time_to_target`` or ``final_loss``.
         speedups: Baseline → measured speedup (baseline best ÷ reference best).
         paper: Baseline → the paper's reported speedup (where given).
+        bounds: Baseline → "≥" / "≤" where censoring makes its speedup a bound;
+            ``"reference"`` → "≥" when the reference's score is a lower bound.
     """
 
     report: str
@@ -48,6 +54,7 @@ class ReportRow:
     score_name: str
     speedups: dict[str, float] = field(default_factory=dict)
     paper: dict[str, float] = field(default_factory=dict)
+    bounds: dict[str, str] = field(default_factory=dict)
 
 
 def _label_value(v: str) -> str:
@@ -60,6 +67,23 @@ def _label_value(v: str) -> str:
 
 def _short(key: str) -> str:
     return "D" if key == "timing.slow_time" else key.split(".")[-1]
+
+
+def _score(row: dict[str, str]) -> tuple[float, bool]:
+    """(score, censored) of a best row: the eval median under the tuning protocol,
+    else the mean over seeds (censored: some seed never reached the target)."""
+    if row.get("stage") and row.get("time_median"):
+        return float(row["time_median"]), row.get("time_median_censored") in (
+            "1",
+            "True",
+        )
+    return float(row["mean"]), row.get("mean_censored") in ("1", "True")
+
+
+def _bound(base_censored: bool, ref_censored: bool) -> str:
+    if base_censored and ref_censored:
+        return "?"
+    return "≥" if base_censored else "≤" if ref_censored else ""
 
 
 def read_report(path: str | Path) -> list[ReportRow]:
@@ -97,7 +121,7 @@ def read_report(path: str | Path) -> list[ReportRow]:
         ref = cells.get(reference)
         if ref is None:
             continue
-        ref_mean = float(ref["mean"])
+        ref_mean, ref_censored = _score(ref)
         row = ReportRow(
             report=name,
             point=label,
@@ -107,9 +131,15 @@ def read_report(path: str | Path) -> list[ReportRow]:
             score_name=str(ref.get("score", "")),
             paper={k: float(v) for k, v in (paper_ref.get(label) or {}).items()},
         )
+        if ref_censored:
+            row.bounds["reference"] = "≥"
         for m, c in cells.items():
             if m != reference and ref_mean > 0:
-                row.speedups[m] = float(c["mean"]) / ref_mean
+                value, censored = _score(c)
+                row.speedups[m] = value / ref_mean
+                mark = _bound(censored, ref_censored)
+                if mark:
+                    row.bounds[m] = mark
         out.append(row)
     return out
 
@@ -132,14 +162,22 @@ def comparison_table(rows: list[ReportRow]) -> str:
     header = ["report", "sweep", "reference", "reference best (reached)", *baselines]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
+        ref_mark = r.bounds.get("reference", "")
         cells = [
             r.report,
             r.point,
             r.reference,
-            f"{_fmt(r.reference_score)} ({r.reference_reached})",
+            f"{ref_mark + ' ' if ref_mark else ''}{_fmt(r.reference_score)} "
+            f"({r.reference_reached})",
         ]
         for m in baselines:
-            text = _fmt(r.speedups[m]) + "×" if m in r.speedups else "—"
+            mark = r.bounds.get(m, "")
+            if m not in r.speedups:
+                text = "—"
+            elif mark == "?":  # both censored: the ratio bounds nothing
+                text = "?"
+            else:
+                text = (f"{mark} " if mark else "") + _fmt(r.speedups[m]) + "×"
             if m in r.paper:
                 text += f" (paper {_fmt(r.paper[m])}×)"
             cells.append(text)

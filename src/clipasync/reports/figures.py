@@ -1,6 +1,8 @@
 """The PNG figures of a report and their captions.
 
-Headline (each method's best score against the sweep value), curves (the metric
+Headline (each method's score against the sweep value: the median over evaluation
+seeds with its interval under the tuning protocol, else the best mean ± std; a
+censored value is an open marker with an upward arrow), curves (the metric
 against time for the best configuration's median seed), delay histogram, pre-clip
 norm against delay, and the fraction of clipped updates. The drawing itself is in
 :mod:`clipasync.reports.plots` (matplotlib, imported only when figures are made).
@@ -17,6 +19,7 @@ import numpy.typing as npt
 from clipasync.experiments.analysis import Analysis, representative
 from clipasync.experiments.rundir import RUNS_DIR, arrivals_path
 from clipasync.io import read_columns
+from clipasync.reports.scores import CellStats, Key
 from clipasync.reports.text import as_float
 
 Array = npt.NDArray[np.float64]
@@ -28,8 +31,66 @@ def _panel_points(a: Analysis) -> list[tuple[Any, ...]]:
     return [a.points[0], a.points[-1]]
 
 
-def report_figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
+def _headline_series(
+    a: Analysis, positions: list[float], stats: dict[Key, CellStats] | None
+) -> dict[str, tuple[Array, Array, Array, Array, npt.NDArray[np.bool_]]]:
+    """Per method: x, value, lower and upper end, censored (see plots.headline).
+
+    With ``stats`` the median time to target and its interval; else the legacy
+    mean ± std, censored when a seed never reached the target (a lower bound).
+    """
+    series = {}
+    for m in a.methods:
+        rows = []
+        for i, p in enumerate(a.points):
+            c = a.best.get((p, m))
+            if c is None:
+                continue
+            st = stats.get((p, m)) if stats is not None else None
+            iv = st.intervals.get("time") if st is not None else None
+            if stats is not None:
+                if iv is None:
+                    continue
+                rows.append(
+                    (
+                        positions[i],
+                        iv.estimate.value,
+                        iv.lower.value,
+                        iv.upper.value,
+                        not iv.estimate.exact,
+                    )
+                )
+            else:
+                censored = a.has_target and c.reached < len(c.runs)
+                rows.append(
+                    (positions[i], c.mean, c.mean - c.std, c.mean + c.std, censored)
+                )
+        if rows:
+            cols = list(zip(*rows, strict=True))
+            series[m] = (
+                np.array(cols[0], dtype=float),
+                np.array(cols[1], dtype=float),
+                np.array(cols[2], dtype=float),
+                np.array(cols[3], dtype=float),
+                np.array(cols[4], dtype=bool),
+            )
+    return series
+
+
+def report_figures(
+    a: Analysis,
+    out: Path,
+    stats: dict[Key, CellStats] | None = None,
+    confidence: float = 0.9,
+) -> dict[str, tuple[Path, str]]:
+    """Write the report's PNG figures; return name → (path, caption).
+
+    ``stats`` (the tuning protocol's evaluation medians with their intervals at
+    ``confidence``) makes the headline show medians; without it, means ± std.
+    """
     import clipasync.reports.plots as plots
+
+    pct = f"{100 * confidence:g} %"
 
     figs: dict[str, tuple[Path, str]] = {}
     xs = a.x_values()
@@ -42,31 +103,34 @@ def report_figures(a: Analysis, out: Path) -> dict[str, tuple[Path, str]]:
     positions = xs if xs is not None else [float(i) for i in range(len(a.points))]
     metric = a.config["stop"]["target"]["metric"] if a.has_target else "loss"
 
-    series = {}
-    for m in a.methods:
-        pts = [
-            (positions[i], a.best[(p, m)])
-            for i, p in enumerate(a.points)
-            if (p, m) in a.best
-        ]
-        if pts:
-            series[m] = (
-                np.array([x for x, _ in pts]),
-                np.array([c.mean for _, c in pts]),
-                np.array([c.std for _, c in pts]),
-            )
+    series = _headline_series(a, positions, stats)
+    if stats is not None:
+        ylabel = f"median {a.score_name} over seeds [{pct} interval]"
+        caption = (
+            f"Each method's median {a.score_name} over evaluation seeds (bars: the "
+            f"{pct} order-statistic interval; open markers with an arrow: lower "
+            "bounds, the median seed never reached the target) against the sweep "
+            "value."
+        )
+    else:
+        ylabel = f"best {a.score_name} (mean ± std over seeds)"
+        caption = (
+            f"Each method's best {a.score_name} (best over its grid; mean ± std over "
+            "seeds) against the sweep value; open markers with an arrow: means "
+            "over seeds that include runs that never reached the target (lower "
+            "bounds)."
+        )
     figs["headline"] = (
         plots.headline(
             series,
             out / "headline.png",
             xlabel=xlabel,
-            ylabel=f"best {a.score_name} (mean ± std over seeds)",
+            ylabel=ylabel,
             log2=log2,
             cap=a.cap if a.has_target else None,
-            title=f"{a.config.get('name', '')}: best {a.score_name} per method",
+            title=f"{a.config.get('name', '')}: {a.score_name} per method",
         ),
-        f"Each method's best {a.score_name} (best over its grid; mean ± std over "
-        "seeds) against the sweep value.",
+        caption,
     )
 
     panels: dict[str, dict[str, tuple[Array, Array]]] = {}

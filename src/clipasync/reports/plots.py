@@ -36,8 +36,65 @@ def _x_axis(ax: Any, xs: Sequence[float], log2: bool, label: str) -> None:
     ax.set_xlabel(label)
 
 
+def measured(
+    ax: Any,
+    x: Array,
+    y: Array,
+    lo: Array,
+    hi: Array,
+    censored: npt.NDArray[np.bool_],
+    style: dict[str, Any],
+    label: str,
+) -> None:
+    """Draw measured points with error bars from ``lo`` to ``hi``.
+
+    A censored point (``y`` only a lower bound: seeds that never reached the target)
+    is an open marker with an upward arrow.
+    """
+    ok = np.isfinite(y)
+    x, y, lo, hi, censored = x[ok], y[ok], lo[ok], hi[ok], censored[ok]
+    yerr = np.vstack([np.clip(y - lo, 0, None), np.clip(hi - y, 0, None)])
+    yerr = np.where(np.isfinite(yerr), yerr, 0.0)
+    color = style["color"]
+    ax.errorbar(x, y, yerr=yerr, fmt="none", ecolor=color, capsize=3, lw=1)
+    ax.plot(x, y, color=color, lw=1.5, label=label, marker=style["marker"])
+    if censored.any():
+        ax.plot(
+            x[censored],
+            y[censored],
+            ls="none",
+            marker=style["marker"],
+            mfc="white",
+            mec=color,
+            ms=8,
+            zorder=3,
+        )
+        # Invisible points at the arrow tips, so that autoscaling keeps them in view.
+        ax.plot(x[censored], y[censored] * 1.5, ls="none", alpha=0.0)
+        for xc, yc in zip(x[censored], y[censored], strict=True):
+            ax.annotate(
+                "",
+                xy=(xc, yc * 1.5),
+                xytext=(xc, yc),
+                arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2},
+            )
+
+
+def _censored_legend(ax: Any, any_censored: bool) -> None:
+    if any_censored:
+        ax.plot(
+            [],
+            [],
+            ls="none",
+            marker="o",
+            mfc="white",
+            mec="0.3",
+            label="≥ (seeds never reached: lower bound)",
+        )
+
+
 def headline(
-    series: Mapping[str, tuple[Array, Array, Array]],
+    series: Mapping[str, tuple[Array, Array, Array, Array, npt.NDArray[np.bool_]]],
     path: Path,
     *,
     xlabel: str,
@@ -46,30 +103,87 @@ def headline(
     cap: float | None,
     title: str,
 ) -> Path:
-    """Plot each method's best metric (mean ± std over seeds) against the sweep value.
+    """Plot each method's score (with its error bar) against the sweep value.
 
     Args:
-        series: method → (x, mean, std).
+        series: method → (x, value, lower end, upper end, censored); a censored value
+            is a lower bound (open marker, upward arrow).
         path: Output PNG.
         xlabel: Label of the sweep axis.
         ylabel: Label of the metric.
         log2: Log₂ x axis.
-        cap: Time cap (dashed line: runs that never reached the target count as it).
+        cap: Time cap (dashed line: runs that never reached the target stop there).
         title: Figure title.
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     xs_all: set[float] = set()
-    for i, (name, (x, mean, std)) in enumerate(series.items()):
-        ax.errorbar(x, mean, yerr=std, label=name, capsize=3, lw=1.5, **_style(i))
+    any_censored = False
+    for i, (name, (x, y, lo, hi, cens)) in enumerate(series.items()):
+        measured(ax, x, y, lo, hi, cens, _style(i), name)
         xs_all.update(float(v) for v in x)
+        any_censored = any_censored or bool(cens.any())
     if cap is not None:
         ax.axhline(cap, color="0.5", ls="--", lw=1, label="time cap")
+    _censored_legend(ax, any_censored)
     _x_axis(ax, sorted(xs_all), log2, xlabel)
     ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def scaling(
+    panels: Sequence[tuple[str, Array]],
+    series: Mapping[str, tuple[Array, Array, Array, npt.NDArray[np.bool_], Array]],
+    path: Path,
+    *,
+    ylabel: str,
+    title: str,
+) -> Path:
+    """Measured counts against delay measures, with the theory's predicted curves.
+
+    Args:
+        panels: (x label, x per sweep point), one panel each (τ_max, τ_C).
+        series: method → (value, lower end, upper end, censored, theory) per sweep
+            point; theory NaN where the method has no bound (dashed line).
+        path: Output PNG.
+        ylabel: Label of the counts.
+        title: Figure title.
+    """
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(5.2 * n, 4.2), squeeze=False, sharey=True)
+    any_censored = False
+    for ax, (xlabel, xs) in zip(axes[0], panels, strict=True):
+        order = np.argsort(xs, kind="stable")
+        for i, (name, (y, lo, hi, cens, theory)) in enumerate(series.items()):
+            style = _style(i)
+            x = xs[order]
+            measured(ax, x, y[order], lo[order], hi[order], cens[order], style, name)
+            any_censored = any_censored or bool(cens.any())
+            t = theory[order]
+            if np.isfinite(t).any():
+                ok = np.isfinite(t)
+                ax.plot(
+                    x[ok],
+                    t[ok],
+                    ls="--",
+                    lw=1.2,
+                    color=style["color"],
+                    label=f"{name}: theory",
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.grid(True, which="both", alpha=0.3)
+    _censored_legend(axes[0][0], any_censored)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

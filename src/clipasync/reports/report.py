@@ -1,5 +1,12 @@
 """Turn a run directory into ``summary.csv``, ``report.md`` and PNG plots.
 
+Under the tuning protocol (runs with a ``stage``) every reported number comes from
+the ``eval`` runs: medians over evaluation seeds with intervals, speedups as
+ratios of medians, the selection record and the robustness of each method on the
+coarse grid (:mod:`clipasync.reports.protocol_report`). The rest of this
+paragraph describes a legacy run directory (no protocol), whose report says in a
+banner that it was selected and scored on the same seeds.
+
 For every (sweep point, method) the best grid point is the one with the smallest mean
 time to target over seeds; a run that never reached the target counts as the time cap
 (so a mean that includes such runs is a lower bound, and the report says "never
@@ -25,27 +32,110 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from clipasync.errors import ConfigError
-from clipasync.experiments.analysis import analyse
+from clipasync.experiments.analysis import (
+    EVAL,
+    LEGACY,
+    REFINE,
+    TUNE,
+    analyse,
+    coarse_grid_sizes,
+    split_stages,
+)
 from clipasync.experiments.ray_backend import sim_to_real_section
 from clipasync.experiments.rundir import load_runs
 from clipasync.io import write_rows_csv_atomic, write_text_atomic
 from clipasync.reports.figures import report_figures
 from clipasync.reports.markdown import render_markdown
+from clipasync.reports.protocol_report import ProtocolInputs, render_protocol
+from clipasync.reports.protocol_tables import read_selection
+from clipasync.reports.scaling import scaling_figure
+from clipasync.reports.scores import cell_stats, speedup_intervals
 from clipasync.reports.summary_table import paper_comparison, summary_rows
+
+
+def _protocol_report(
+    out: Path,
+    config: dict[str, Any],
+    stages: dict[str, list[dict[str, Any]]],
+    diagnostics: dict[str, Any] | None,
+) -> str:
+    """Write ``summary.csv``, the figures and the paper comparison of a protocol
+    run directory; return the text of its ``report.md``."""
+    eval_runs = stages.get(EVAL, [])
+    if not eval_runs:
+        raise ConfigError(
+            f"{out}: no finished evaluation runs (stage 'eval') to report on yet"
+        )
+    confidence = float((config.get("protocol") or {}).get("confidence", 0.9))
+    a = analyse(eval_runs, config)
+    tuned = analyse(stages[TUNE], config) if stages.get(TUNE) else None
+    rows = summary_rows(a, EVAL, True, confidence)
+    for stage in (TUNE, REFINE):
+        if stages.get(stage):
+            rows += summary_rows(
+                analyse(stages[stage], config), stage, False, confidence
+            )
+    write_rows_csv_atomic(out / "summary.csv", rows)
+    stats = cell_stats(a, confidence)
+    sp = speedup_intervals(a, confidence)
+    measured = {
+        (p, m): iv.estimate.value for (p, m, s), iv in sp.items() if s == "time"
+    }
+    comparison = paper_comparison(a, measured)
+    if comparison:
+        write_rows_csv_atomic(out / "paper_comparison.csv", comparison)
+    figs = report_figures(a, out, stats, confidence)
+    scaling = scaling_figure(a, stats, out)
+    if scaling is not None:
+        figs["scaling"] = scaling
+    inputs = ProtocolInputs(
+        stages=stages,
+        stats=stats,
+        speedups=sp,
+        tuned=tuned,
+        selection=read_selection(out),
+        budgets=coarse_grid_sizes(stages.get(TUNE, []), a.sweep_keys),
+        confidence=confidence,
+    )
+    return render_protocol(a, inputs, figs, diagnostics)
+
+
+def _legacy_report(
+    out: Path,
+    config: dict[str, Any],
+    runs: list[dict[str, Any]],
+    diagnostics: dict[str, Any] | None,
+) -> str:
+    a = analyse(runs, config)
+    write_rows_csv_atomic(out / "summary.csv", summary_rows(a))
+    comparison = paper_comparison(a)
+    if comparison:
+        write_rows_csv_atomic(out / "paper_comparison.csv", comparison)
+    figs = report_figures(a, out)
+    scaling = scaling_figure(a, cell_stats(a, 0.9), out)
+    if scaling is not None:
+        figs["scaling"] = scaling
+    return render_markdown(a, figs, runs, diagnostics)
 
 
 def build_report(out_dir: str | Path) -> Path:
     """Write ``summary.csv``, the PNG plots and ``report.md`` for a run directory.
 
+    Runs with a ``stage`` (the tuning protocol) are reported from their ``eval``
+    runs (:mod:`clipasync.reports.protocol_report`); runs without one as before,
+    under a banner saying that selection and scoring used the same seeds.
+
     Returns:
         The path of ``report.md``.
 
     Raises:
-        ConfigError: If the directory holds no resolved config or no finished run.
+        ConfigError: If the directory holds no resolved config or no finished run
+            (for the protocol: no finished evaluation run).
     """
     out = Path(out_dir)
     cfg_path = out / "config.resolved.yaml"
@@ -53,11 +143,8 @@ def build_report(out_dir: str | Path) -> Path:
         raise ConfigError(f"{out} is not a run directory (no config.resolved.yaml)")
     config = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
     runs = load_runs(out)
-    a = analyse(runs, config)
-    write_rows_csv_atomic(out / "summary.csv", summary_rows(a))
-    comparison = paper_comparison(a)
-    if comparison:
-        write_rows_csv_atomic(out / "paper_comparison.csv", comparison)
+    if not runs:
+        raise ConfigError("no finished runs to report on")
     diag_path = out / "diagnostics.json"
     diagnostics = None
     if diag_path.is_file():
@@ -65,10 +152,12 @@ def build_report(out_dir: str | Path) -> Path:
             diagnostics = json.loads(diag_path.read_text(encoding="utf-8"))
         except ValueError:
             diagnostics = None
-    figs = report_figures(a, out)
-    return write_text_atomic(
-        out / "report.md", render_markdown(a, figs, runs, diagnostics)
-    )
+    stages = split_stages(runs)
+    if set(stages) - {LEGACY}:
+        text = _protocol_report(out, config, stages, diagnostics)
+    else:
+        text = _legacy_report(out, config, runs, diagnostics)
+    return write_text_atomic(out / "report.md", text)
 
 
 def build_ray_report(out_dir: str | Path) -> Path:

@@ -11,16 +11,50 @@ quantity Erickson & Johansson (2026, arXiv 2606.13287, Sec. 6) report.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from clipasync.experiments.analysis import Analysis, speedups
+from clipasync.diagnostics.intervals import Bounded, ratio_bounds, sample_quantile
+from clipasync.experiments.analysis import Analysis, Cell, score_sample, speedups
+from clipasync.reports.scores import interval_columns, stats_of
 from clipasync.reports.text import as_float, change, fmt_number
 
 
-def summary_rows(a: Analysis) -> list[dict[str, Any]]:
-    """One row per (sweep point, method, grid point), best ones flagged."""
+def mean_bound(a: Analysis, cell: Cell) -> Bounded:
+    """A cell's mean score: a lower bound ("≥") when a seed never reached the
+    target (it counts as the time cap)."""
+    if a.has_target and cell.reached < len(cell.runs):
+        return Bounded(cell.mean, math.inf)
+    return Bounded(cell.mean, cell.mean)
+
+
+def speedup_bounds(a: Analysis) -> dict[tuple[tuple[Any, ...], str], Bounded]:
+    """:func:`~clipasync.experiments.analysis.speedups` as bounds: "≥" when the
+    baseline's mean is a lower bound, "≤" when the reference's is."""
+    out: dict[tuple[tuple[Any, ...], str], Bounded] = {}
+    for (p, m), value in speedups(a).items():
+        ref = a.best[(p, str(a.reference))]
+        b = ratio_bounds(mean_bound(a, a.best[(p, m)]), mean_bound(a, ref))
+        out[(p, m)] = b if not b.exact else Bounded(value, value)
+    return out
+
+
+def summary_rows(
+    a: Analysis,
+    stage: str | None = None,
+    flag_best: bool = True,
+    confidence: float = 0.9,
+) -> list[dict[str, Any]]:
+    """One row per (sweep point, method, grid point), best ones flagged.
+
+    ``*_censored`` columns flag values that are lower bounds (seeds that never
+    reached the target); the ``time_``, ``robust_``, ``updates_`` and
+    ``gradients_`` columns hold each score's median and its interval at
+    ``confidence`` (:func:`clipasync.reports.scores.interval_columns`). ``stage``
+    adds a column naming the protocol stage; ``flag_best=False`` flags no row.
+    """
     rows = []
     hyper_keys: list[str] = []
     for c in a.cells:
@@ -30,6 +64,8 @@ def summary_rows(a: Analysis) -> list[dict[str, Any]]:
     ):
         s = np.asarray(c.scores, dtype=float)
         row: dict[str, Any] = dict(zip(a.sweep_keys, c.point, strict=True))
+        if stage is not None:
+            row["stage"] = stage
         row["method"] = c.method
         row["policy"] = c.runs[0].get("policy", "")
         row.update({k: c.hyper.get(k) for k in hyper_keys})
@@ -60,9 +96,12 @@ def summary_rows(a: Analysis) -> list[dict[str, Any]]:
                 )
                 if any(r.get("frac_clipped") is not None for r in c.runs)
                 else math.nan,
-                "best": a.best[(c.point, c.method)] is c,
+                "best": flag_best and a.best[(c.point, c.method)] is c,
             }
         )
+        if a.has_target:
+            row.update(_censored_columns(c))
+            row.update(interval_columns(stats_of(c, confidence)))
         # Availability and federated counters, only for runs that have them.
         for key in ("lost_jobs", "mean_concurrency", "mean_delta_norm"):
             if any(key in r for r in c.runs):
@@ -71,8 +110,25 @@ def summary_rows(a: Analysis) -> list[dict[str, Any]]:
     return rows
 
 
-def paper_comparison(a: Analysis) -> list[dict[str, Any]]:
+def _censored_columns(c: Cell) -> dict[str, bool]:
+    """Which of the cell's mean, median, min and max are lower bounds."""
+    values, censored = score_sample(c.runs, "time")
+    median = sample_quantile(values, censored) if values.size else None
+    return {
+        "mean_censored": bool(censored.any()),
+        "median_censored": median is not None and not median.exact,
+        "min_censored": bool(censored.size) and bool(censored.all()),
+        "max_censored": bool(censored.any()),
+    }
+
+
+def paper_comparison(
+    a: Analysis, measured: Mapping[tuple[tuple[Any, ...], str], float] | None = None
+) -> list[dict[str, Any]]:
     """Rows comparing measured speedups with ``config['paper_reference']``.
+
+    ``measured`` replaces the ratio of best means (the tuning protocol's report
+    passes its ratios of evaluation medians).
 
     ``paper_reference`` maps a sweep-point label as the report prints it (``D=4``;
     ``-`` without a sweep) to ``{baseline: reported speedup}``. One row per
@@ -81,13 +137,13 @@ def paper_comparison(a: Analysis) -> list[dict[str, Any]]:
     has seeds that never reached the target, so the measured ratio is uncertain).
     """
     ref_table = a.config.get("paper_reference") or {}
-    sp = speedups(a)
+    sp = speedups(a) if measured is None else measured
     by_label = {a.point_label(p): p for p in a.points}
     rows: list[dict[str, Any]] = []
     for label, entries in ref_table.items():
         p = by_label.get(str(label))
         for m, paper in (entries or {}).items():
-            measured = sp.get((p, m), math.nan) if p is not None else math.nan
+            value = sp.get((p, m), math.nan) if p is not None else math.nan
             names = [m] if a.reference is None else [m, a.reference]
             cells = [a.best.get((p, x)) for x in names] if p is not None else []
             censored = any(c is not None and c.reached < len(c.runs) for c in cells)
@@ -96,7 +152,7 @@ def paper_comparison(a: Analysis) -> list[dict[str, Any]]:
                     "sweep": str(label),
                     "baseline": m,
                     "paper": float(paper),
-                    "measured": measured,
+                    "measured": value,
                     "censored": censored,
                 }
             )
