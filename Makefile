@@ -6,6 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-stamp
 DEMO_CONFIG ?= experiments/stragglers.yaml
+DEMO_ARGS ?=
 
 .PHONY: setup demo test lint bench clean system-deps
 
@@ -24,7 +25,7 @@ system-deps:
 	@bash scripts/system_deps.sh
 
 demo: setup
-	$(BIN)/clipasync run $(DEMO_CONFIG)
+	$(BIN)/clipasync run $(DEMO_CONFIG) $(DEMO_ARGS)
 
 test: setup
 	$(BIN)/python -m pytest -q

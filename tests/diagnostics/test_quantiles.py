@@ -79,3 +79,11 @@ def test_average_gradient_norm_and_errors() -> None:
         censored_quantile([1.0], 1.5)
     with pytest.raises(ConfigError):
         as_censored([-math.inf])
+
+
+def test_quantile_on_a_sample_point_next_to_a_censored_run_is_that_point():
+    # h = 0.5 * (3 - 1) = 1 lands on y_1 = 2; numpy's linear rule would weigh the
+    # censored y_2 = inf by 0 and return NaN.
+    assert censored_quantile([1.0, 2.0, None], 0.5) == 2.0
+    assert censored_quantile([5.0, None, None, 1.0, 3.0], 0.5) == 5.0
+    assert censored_quantile([1.0, 2.0, None], 0.75) == math.inf

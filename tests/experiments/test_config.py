@@ -41,7 +41,7 @@ def _with(path: str, value: object) -> dict[str, object]:
     return data
 
 
-@pytest.mark.parametrize("name", ["quick.yaml", "stragglers.yaml"])
+@pytest.mark.parametrize("name", ["quick.yaml", "stragglers_two_speed.yaml"])
 def test_shipped_configs_load(name: str) -> None:
     cfg = load_config(ROOT / "experiments" / name)
     assert cfg.methods and cfg.seeds
@@ -129,3 +129,27 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_config(bad)
     with pytest.raises(ConfigError, match=r"key\.sub=value"):
         load_config(_write(tmp_path, BASE), ["novalue"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "stragglers.yaml",
+        "tau_c.yaml",
+        "tau_max_random.yaml",
+        "controls.yaml",
+        "nonconvex.yaml",
+    ],
+)
+def test_benchmark_configs_follow_the_protocol(name: str) -> None:
+    """Every benchmark config tunes and scores on disjoint seeds, with >= 20
+    evaluation seeds, a confirmed (robust) target and equal coarse budgets."""
+    cfg = load_config(ROOT / "experiments" / name)
+    protocol = cfg.protocol
+    assert protocol is not None
+    assert len(protocol.eval_seeds) >= 20
+    assert not set(protocol.eval_seeds) & set(protocol.tuning_seeds)
+    assert protocol.equal_budget
+    assert cfg.stop.target is not None and cfg.stop.target.confirm >= 3
+    sizes = {m.grid_size() for m in cfg.methods.values()}
+    assert len(sizes) == 1, sizes

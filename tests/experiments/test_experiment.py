@@ -48,7 +48,7 @@ def test_grid_expansion_counts(quick: ExperimentConfig) -> None:
     specs = expand(quick)
     per_point = sum(len(m.grid()) for m in quick.methods.values()) * len(quick.seeds)
     assert len(specs) == len(quick.sweep_points()) * per_point == 20
-    stragglers = load_config(ROOT / "experiments" / "stragglers.yaml")
+    stragglers = load_config(ROOT / "experiments" / "stragglers_two_speed.yaml")
     grid = sum(len(m.grid()) for m in stragglers.methods.values())
     assert len(expand(stragglers)) == 6 * 3 * grid
 

@@ -134,23 +134,23 @@ def test_a_toy_method_runs_from_yaml_to_report(tmp_path: Path) -> None:
 #: (keys in this order, floats as floats): the run-id hashes depend on it.
 FIRST_POINTS = [
     (
-        "stragglers.yaml",
+        "stragglers_two_speed.yaml",
         "ringmaster",
         '{"stepsize": 0.25, "max_norm": null, "max_delay": 16, '
         '"delay_adaptive": false, "cancel_stale": false}',
     ),
     (
-        "stragglers.yaml",
+        "stragglers_two_speed.yaml",
         "rennala",
         '{"stepsize": 2.0, "max_norm": null, "batch_size": 8, "delay_adaptive": false}',
     ),
     (
-        "stragglers.yaml",
+        "stragglers_two_speed.yaml",
         "minibatch",
         '{"stepsize": 2.0, "max_norm": null, "delay_adaptive": false}',
     ),
     (
-        "stragglers.yaml",
+        "stragglers_two_speed.yaml",
         "delay_adaptive",
         '{"stepsize": 0.125, "max_norm": null, "delay_adaptive": true, '
         '"assign": "same"}',

@@ -90,6 +90,8 @@ def censored_quantile(values: Iterable[float | None], q: float) -> float:
         >>> censored_quantile([3.0, 1.0, None, 4.0], 0.5), censored_quantile(
         ...     [3.0, 1.0, None, 4.0], 0.9)
         (3.5, inf)
+        >>> censored_quantile([1.0, 2.0, None], 0.5)
+        2.0
     """
     arr = np.sort(as_censored(values))
     if arr.size == 0:
@@ -99,6 +101,10 @@ def censored_quantile(values: Iterable[float | None], q: float) -> float:
     h = q * (arr.size - 1)
     if not math.isfinite(arr[math.ceil(h)]):
         return math.inf
+    if h == math.floor(h):
+        # On a sample point: numpy would still weigh the next entry by 0, and
+        # 0 * (inf - y) is NaN when that entry is censored.
+        return float(arr[int(h)])
     # Both neighbours are finite, so numpy's interpolation (the censored +inf
     # entries further up are never touched) gives the value bit for bit.
     return float(np.quantile(arr, q))
