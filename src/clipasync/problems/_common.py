@@ -48,6 +48,25 @@ class ShardsAndStartMixin:
         return self._x0.copy()
 
 
+class MinibatchMixin(ShardsAndStartMixin):
+    """Minibatch index draws shared by the numpy problems (least squares, robust
+    regression): ``batch_size`` rows of the whole set with replacement on the hot
+    path (one ``rng.integers`` call), else :func:`sample_indices` from a worker's
+    shard or without replacement."""
+
+    num_samples: int
+    batch_size: int
+    replace: bool
+
+    def minibatch(self, rng: np.random.Generator, worker: int | None) -> Indices:
+        """Return the row indices of one minibatch, drawn with ``rng``."""
+        if self._shards is None and self.replace:  # hot path: skip the helper
+            return rng.integers(0, self.num_samples, size=self.batch_size)
+        return sample_indices(
+            rng, self.num_samples, self.batch_size, self._shards, worker, self.replace
+        )
+
+
 def check_positive_int(name: str, value: object) -> int:
     """Return ``value`` as an int if it is a positive integer, else raise."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:

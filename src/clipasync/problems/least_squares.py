@@ -24,20 +24,19 @@ import numpy.typing as npt
 from clipasync.errors import ConfigError
 from clipasync.problems._common import (
     Indices,
-    ShardsAndStartMixin,
+    MinibatchMixin,
     check_batch_size,
     check_nonnegative_float,
     check_partition,
     check_positive_int,
     freeze,
-    sample_indices,
 )
 from clipasync.types import Vector
 
 _F64 = npt.NDArray[np.float64]
 
 
-class LeastSquares(ShardsAndStartMixin):
+class LeastSquares(MinibatchMixin):
     """Least squares f(x) = (1/2N)||Ax − b||² on a seeded random design.
 
     Gradients:
@@ -201,17 +200,7 @@ class LeastSquares(ShardsAndStartMixin):
         Raises:
             ConfigError: If ``worker`` is out of range on a partitioned problem.
         """
-        if self._shards is None and self.replace:  # hot path: skip the helper
-            idx = rng.integers(0, self.num_samples, size=self.batch_size)
-        else:
-            idx = sample_indices(
-                rng,
-                self.num_samples,
-                self.batch_size,
-                self._shards,
-                worker,
-                self.replace,
-            )
+        idx = self.minibatch(rng, worker)
         rows = self.a[idx]
         r = rows @ x
         r -= self.b[idx]

@@ -44,14 +44,13 @@ import numpy.typing as npt
 from clipasync.errors import ConfigError
 from clipasync.problems._common import (
     Indices,
-    ShardsAndStartMixin,
+    MinibatchMixin,
     check_batch_size,
     check_nonnegative_float,
     check_partition,
     check_positive_float,
     check_positive_int,
     freeze,
-    sample_indices,
 )
 from clipasync.types import Vector
 
@@ -84,7 +83,7 @@ RHOS: dict[str, _RhoFn] = {
 }
 
 
-class RobustRegression(ShardsAndStartMixin):
+class RobustRegression(MinibatchMixin):
     """Robust regression f(x) = (1/N) Σ ρ_δ(a_iᵀx − b_i), smooth and nonconvex.
 
     See the module docstring for ρ_δ and the smoothness bound.
@@ -258,17 +257,7 @@ class RobustRegression(ShardsAndStartMixin):
         Raises:
             ConfigError: If ``worker`` is out of range on a partitioned problem.
         """
-        if self._shards is None and self.replace:  # hot path: skip the helper
-            idx = rng.integers(0, self.num_samples, size=self.batch_size)
-        else:
-            idx = sample_indices(
-                rng,
-                self.num_samples,
-                self.batch_size,
-                self._shards,
-                worker,
-                self.replace,
-            )
+        idx = self.minibatch(rng, worker)
         rows = self.a[idx]
         r = rows @ x
         r -= self.b[idx]
