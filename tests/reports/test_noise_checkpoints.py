@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from clipasync.errors import ConfigError
+from clipasync.experiments.loading import load_config
+from clipasync.experiments.noise_scale import noise_scale
 from clipasync.problems import LeastSquares
-from clipasync.reports.noise_checkpoints import checkpoint_point, sgd_iterate
+from clipasync.reports.noise_checkpoints import (
+    checkpoint_point,
+    reference_hyper,
+    sgd_iterate,
+)
+from tests.conftest import ROOT
 
 X0 = np.array([3.0, 4.0])  # ‖x0‖ = 5
 
@@ -91,3 +98,15 @@ def test_bad_checkpoint_specs_raise(spec: str) -> None:
         checkpoint_point(
             Quadratic(), spec, np.random.default_rng(0), stepsize=0.1, max_norm=None
         )
+
+
+def test_reference_point_of_a_relative_grid_is_resolved() -> None:
+    """The demo's clipped grid is in effective step γ·c ∈ {0.025, 0.05, 0.1} and c at
+    the 10 % / 50 % noise-norm quantiles: the smallest resolved stepsize is
+    0.025 / c(50 %) and the smallest clip level c(10 %)."""
+    cfg = load_config(ROOT / "experiments" / "stragglers.yaml")
+    scale = noise_scale(cfg.problem.model_dump(mode="json", exclude_none=True))
+    c10, c50 = scale(0.1), scale(0.5)
+    stepsize, max_norm = reference_hyper(cfg)
+    assert max_norm == pytest.approx(c10, rel=1e-12)
+    assert stepsize == pytest.approx(0.025 / c50, rel=1e-12)

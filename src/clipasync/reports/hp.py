@@ -35,6 +35,7 @@ Command line: ``clipasync hp experiments/stragglers.yaml --seeds 20 --out DIR``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,10 +52,11 @@ from clipasync.diagnostics.quantiles import (
 from clipasync.engine import Target
 from clipasync.errors import ConfigError
 from clipasync.experiments.analysis import analyse
+from clipasync.experiments.protocol import SELECTION_FILE
 from clipasync.experiments.rundir import RUNS_DIR, load_runs
 from clipasync.experiments.runner import run_experiment
 from clipasync.experiments.schema import ExperimentConfig, validate_config
-from clipasync.io import read_columns
+from clipasync.io import read_columns, read_json
 from clipasync.reports.hp_report import MethodTail, write_hp_report
 
 #: First seed of the high-probability runs (pilot seeds are usually 0, 1, 2).
@@ -100,9 +102,14 @@ def narrowed_config(
     raw["seeds"] = list(range(seed_offset, seed_offset + seeds))
     raw["record_arrivals"] = False
     raw["stop"].pop("target", None)
+    # The study is its own protocol: fresh seeds for one point per method.
+    raw.pop("protocol", None)
     methods: dict[str, Any] = {}
     for name, hyper in best.items():
         m = dict(raw["methods"][name])
+        # A relative grid (effective_step, max_norm as a noise quantile) is replaced
+        # by the resolved numbers the best run used.
+        m.pop("effective_step", None)
         for key in _LIST_FIELDS:
             m.pop(key, None)
             if hyper.get(key) is not None:
@@ -124,7 +131,7 @@ def _best_points(
 ) -> list[tuple[dict[str, Any], dict[str, dict[str, Any]]]]:
     """Return (sweep point, method → best grid point) for every sweep point."""
     points = config.sweep_points()
-    single = all(len(m.grid()) == 1 for m in config.methods.values())
+    single = all(m.grid_size() == 1 for m in config.methods.values())
     if single:
         return [
             (
@@ -137,14 +144,22 @@ def _best_points(
             for p in points
         ]
     if not pilot:
-        many = [n for n, m in config.methods.items() if len(m.grid()) > 1]
+        many = [n for n, m in config.methods.items() if m.grid_size() > 1]
         raise ConfigError(
-            f"method {many[0]!r} has {len(config.methods[many[0]].grid())} grid "
+            f"method {many[0]!r} has {config.methods[many[0]].grid_size()} grid "
             "points: run with the pilot (default) or narrow the grid with --set"
         )
 
     pilot_dir = out / "pilot"
     run_experiment(config, pilot_dir, progress=progress, workers=workers)
+    if config.protocol is not None:
+        # The protocol already picked each method on its tuning seeds.
+        selection = read_json(pilot_dir / SELECTION_FILE)
+        picks: dict[str, dict[str, dict[str, Any]]] = {}
+        for entry in selection["entries"]:
+            label = json.dumps(entry["sweep"], sort_keys=True)
+            picks.setdefault(label, {})[entry["method"]] = entry["pick"]["hyper"]
+        return [(p, picks.get(json.dumps(p, sort_keys=True), {})) for p in points]
     analysis = analyse(load_runs(pilot_dir), config.resolved())
     result = []
     for p in points:

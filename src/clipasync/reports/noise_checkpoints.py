@@ -13,6 +13,7 @@ import numpy as np
 from clipasync.engine import StopRule
 from clipasync.engine import run as run_engine
 from clipasync.errors import ConfigError
+from clipasync.experiments.grid import method_grid
 from clipasync.experiments.schema import ExperimentConfig
 from clipasync.policies.async_sgd import AsyncSGD
 from clipasync.problems.base import Problem
@@ -28,11 +29,14 @@ from clipasync.types import Vector
 def reference_hyper(config: ExperimentConfig) -> tuple[float, float | None]:
     """Return (γ, c): smallest stepsize and max_norm of the reference method."""
     name = config.reference_method
-    method = config.methods[name] if name is not None else None
-    if method is None:  # pragma: no cover - validation requires a method
+    if name is None:  # pragma: no cover - validation requires a method
         return 0.01, None
-    c = min(method.max_norm) if method.max_norm else None
-    return min(method.stepsize), c
+    # The resolved grid: stepsizes and clip levels given as effective steps or as
+    # noise-norm quantiles are numbers here, as in the runs themselves.
+    points = [g.params for g in method_grid(config, name)]
+    steps = [p.stepsize for p in points if getattr(p, "stepsize", None) is not None]
+    norms = [p.max_norm for p in points if getattr(p, "max_norm", None) is not None]
+    return (min(steps) if steps else 0.01), (min(norms) if norms else None)
 
 
 def checkpoint_point(
