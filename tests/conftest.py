@@ -145,3 +145,23 @@ def run_resumable_and_close(
         )
     finally:
         pool.close()
+
+
+def tiny_experiment(methods: dict[str, Any]) -> dict[str, Any]:
+    """A parsed experiment file small enough to run in a test: least squares on 60
+    rows, two fast workers and one at time 3, 12 time units."""
+    return {
+        "name": "toy",
+        "seeds": [0],
+        "problem": {
+            "name": "least_squares",
+            "num_samples": 60,
+            "dim": 4,
+            "batch_size": 6,
+        },
+        "timing": {"kind": "two_speed", "num_fast": 2, "num_slow": 1, "slow_time": 3},
+        "methods": methods,
+        "stop": {"max_time": 12},
+        "eval_every": 3,
+        "workers": 1,
+    }

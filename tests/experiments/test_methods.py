@@ -27,7 +27,7 @@ from clipasync.policies.registry import (
 )
 from clipasync.reports.report import build_report
 from clipasync.transforms import chain, scale
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_experiment
 
 EXPERIMENTS = ROOT / "experiments"
 
@@ -52,24 +52,12 @@ def label_half(p: HalfParams) -> str:
 
 
 def _raw() -> dict[str, Any]:
-    return {
-        "name": "toy",
-        "seeds": [0],
-        "problem": {
-            "name": "least_squares",
-            "num_samples": 60,
-            "dim": 4,
-            "batch_size": 6,
-        },
-        "timing": {"kind": "two_speed", "num_fast": 2, "num_slow": 1, "slow_time": 3},
-        "methods": {
+    return tiny_experiment(
+        {
             "half": {"policy": "half", "stepsize": [0.5]},
             "quarter": {"policy": "async_sgd", "stepsize": 0.25},
-        },
-        "stop": {"max_time": 12},
-        "eval_every": 3,
-        "workers": 1,
-    }
+        }
+    )
 
 
 def test_a_toy_method_runs_from_yaml_to_report(tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ values checked once by the parameter classes, FedBuff's server chain."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
@@ -28,27 +27,7 @@ from clipasync.policies.registry import (
 )
 from clipasync.transforms.chains import AdaptiveClip, fedbuff_server
 from clipasync.types import UpdateContext
-
-
-def _raw() -> dict[str, Any]:
-    return {
-        "name": "toy",
-        "seeds": [0],
-        "problem": {
-            "name": "least_squares",
-            "num_samples": 60,
-            "dim": 4,
-            "batch_size": 6,
-        },
-        "timing": {"kind": "two_speed", "num_fast": 2, "num_slow": 1, "slow_time": 3},
-        "methods": {
-            "half": {"policy": "half", "stepsize": [0.5]},
-            "quarter": {"policy": "async_sgd", "stepsize": 0.25},
-        },
-        "stop": {"max_time": 12},
-        "eval_every": 3,
-        "workers": 1,
-    }
+from tests.conftest import tiny_experiment
 
 
 def test_registry_lists_the_seven_methods_and_rejects_a_second_entry() -> None:
@@ -132,10 +111,15 @@ def test_values_are_checked_once_by_the_parameter_class() -> None:
     ):
         AdaptiveClip(window=5, warmup=6)
     # The YAML path is prefixed; nested fields are dotted.
-    raw = json.loads(json.dumps(_raw()))
-    raw["methods"] = {
-        "a": {"policy": "async_sgd", "stepsize": 0.1, "adaptive_clip": {"quantile": 2}}
-    }
+    raw = tiny_experiment(
+        {
+            "a": {
+                "policy": "async_sgd",
+                "stepsize": 0.1,
+                "adaptive_clip": {"quantile": 2},
+            }
+        }
+    )
     with pytest.raises(ConfigError) as err:
         validate_config(raw)
     assert str(err.value) == (

@@ -103,6 +103,20 @@ def check_batch_size(batch_size: object, num_samples: int) -> int:
     return b
 
 
+def check_design(
+    a: npt.ArrayLike, b: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Return float64 copies of a design ``a`` (N × d, N ≥ 1) and target ``b``
+    (length N), else raise a one-line ``ConfigError`` naming both shapes."""
+    a64 = np.array(a, dtype=np.float64)
+    b64 = np.array(b, dtype=np.float64)
+    if a64.ndim != 2 or b64.shape != (a64.shape[0],) or a64.shape[0] == 0:
+        raise ConfigError(
+            f"a must be N x d and b of length N, got shapes {a64.shape} and {b64.shape}"
+        )
+    return a64, b64
+
+
 def check_partition(
     partition: Sequence[npt.ArrayLike] | None, num_samples: int
 ) -> tuple[Indices, ...] | None:

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.errors import ConfigError
 from clipasync.problems._common import (
     Indices,
     MinibatchMixin,
     check_batch_size,
+    check_design,
     check_nonnegative_float,
     check_partition,
     check_positive_int,
@@ -136,13 +136,7 @@ class LeastSquares(MinibatchMixin):
             >>> p.loss([0.0, 0.0])  # (1/4)(1² + 2²)
             1.25
         """
-        a64 = np.array(a, dtype=np.float64)
-        b64 = np.array(b, dtype=np.float64)
-        if a64.ndim != 2 or b64.shape != (a64.shape[0],) or a64.shape[0] == 0:
-            raise ConfigError(
-                f"a must be N x d and b of length N, got shapes {a64.shape} and "
-                f"{b64.shape}"
-            )
+        a64, b64 = check_design(a, b)
         self = cls.__new__(cls)
         self.batch_size = check_batch_size(batch_size, a64.shape[0])
         self.noise_std = 0.0

@@ -46,6 +46,7 @@ from clipasync.problems._common import (
     Indices,
     MinibatchMixin,
     check_batch_size,
+    check_design,
     check_nonnegative_float,
     check_partition,
     check_positive_float,
@@ -187,13 +188,7 @@ class RobustRegression(MinibatchMixin):
             >>> p.loss([0.0])  # (1/2)(0 + ½·4/(1 + 4)): Geman–McClure, δ = 1
             0.2
         """
-        a64 = np.array(a, dtype=np.float64)
-        b64 = np.array(b, dtype=np.float64)
-        if a64.ndim != 2 or b64.shape != (a64.shape[0],) or a64.shape[0] == 0:
-            raise ConfigError(
-                f"a must be N x d and b of length N, got shapes {a64.shape} and "
-                f"{b64.shape}"
-            )
+        a64, b64 = check_design(a, b)
         self = cls.__new__(cls)
         batch = check_batch_size(batch_size, a64.shape[0])
         self.noise_std = self.outlier_fraction = self.outlier_scale = 0.0
