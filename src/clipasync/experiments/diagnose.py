@@ -38,7 +38,13 @@ import numpy.typing as npt
 
 from clipasync.diagnostics.tails import estimate_sub_weibull_theta
 from clipasync.errors import ClipasyncError
-from clipasync.experiments.analysis import analyse, representative
+from clipasync.experiments.analysis import (
+    EVAL,
+    LEGACY,
+    analyse,
+    representative,
+    stage_of,
+)
 from clipasync.experiments.build import build_problem
 from clipasync.experiments.rundir import FINAL_POINT_FILE, RUNS_DIR, load_runs
 from clipasync.experiments.schema import ExperimentConfig
@@ -190,7 +196,7 @@ def tail_index_diagnostics(config: ExperimentConfig, out_dir: str | Path) -> Pat
             )
     if "final" in cfg.at:
         # Under a tuning protocol, the picked configuration's evaluation runs.
-        runs = [r for r in load_runs(out) if r.get("stage", "eval") == "eval"]
+        runs = [r for r in load_runs(out) if stage_of(r) in (EVAL, LEGACY)]
         if runs:
             a = analyse(runs, config.resolved())
             methods = _selected_methods(config, cfg)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from clipasync.errors import ConfigError
+from clipasync.experiments.analysis import TUNE
 from clipasync.experiments.noise_scale import noise_scale
 from clipasync.experiments.relative import (
     CLIP_SCALE,
@@ -231,7 +232,7 @@ def expand(config: ExperimentConfig) -> list[RunSpec]:
     Raises:
         ConfigError: If a sweep point makes the config invalid.
     """
-    stage = "tune" if config.protocol is not None else None
+    stage = TUNE if config.protocol is not None else None
     specs: list[RunSpec] = []
     for point, cfg in sweep_configs(config):
         for name in cfg.methods:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from clipasync.errors import ClipasyncError
+from clipasync.experiments.analysis import EVAL, REFINE, TUNE
 from clipasync.experiments.grid import (
     RunSpec,
     check_unique,
@@ -161,25 +162,23 @@ def run_protocol(
     for point, cfg in sweep_configs(config):
         for name in cfg.methods:
             grid = [
-                (gp, make_specs(cfg, point, name, [gp], proto.tuning_seeds, "tune"))
+                (gp, make_specs(cfg, point, name, [gp], proto.tuning_seeds, TUNE))
                 for gp in method_grid(cfg, name)
             ]
             choices.append(Choice(point, cfg, name, grid))
     tune = check_unique([s for c in choices for _, specs in c.coarse for s in specs])
     _write_index(out, [tune])
-    run_stage("tune", tune)
+    run_stage(TUNE, tune)
     summaries = _load(runs_dir, tune)
 
     coarse_best: list[Candidate] = []
     for c in choices:
-        best = select(_candidates(c, c.coarse, "tune", summaries))
+        best = select(_candidates(c, c.coarse, TUNE, summaries))
         coarse_best.append(best)
         c.refined = [
             (
                 gp,
-                make_specs(
-                    c.cfg, c.point, c.method, [gp], proto.tuning_seeds, "refine"
-                ),
+                make_specs(c.cfg, c.point, c.method, [gp], proto.tuning_seeds, REFINE),
             )
             for gp in _refine(c, best.point)
         ]
@@ -188,17 +187,17 @@ def run_protocol(
     )[len(tune) :]
     _write_index(out, [tune, refine])
     if refine:
-        run_stage("refine", refine)
+        run_stage(REFINE, refine)
         summaries.update(_load(runs_dir, refine))
 
     entries: list[dict[str, Any]] = []
     evals: list[RunSpec] = []
     for c, best in zip(choices, coarse_best, strict=True):
-        tuned = _candidates(c, c.coarse, "tune", summaries)
-        refined = _candidates(c, c.refined, "refine", summaries)
+        tuned = _candidates(c, c.coarse, TUNE, summaries)
+        refined = _candidates(c, c.refined, REFINE, summaries)
         pick = select(tuned + refined)
         specs = make_specs(
-            c.cfg, c.point, c.method, [pick.point], proto.eval_seeds, "eval"
+            c.cfg, c.point, c.method, [pick.point], proto.eval_seeds, EVAL
         )
         evals += specs
         entries.append(
@@ -225,6 +224,6 @@ def run_protocol(
     }
     write_json_atomic(out / SELECTION_FILE, selection)
     _write_index(out, [tune, refine, evals])
-    run_stage("eval", evals)
+    run_stage(EVAL, evals)
     _load(runs_dir, evals)
     return selection

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from clipasync.errors import HyperparameterError
+from clipasync.experiments.analysis import REFINE, TUNE
 from clipasync.experiments.methods import MethodConfig
 from clipasync.experiments.relative import (
     CLIP_SCALE,
@@ -44,7 +45,7 @@ SCORE_KEYS = {
     "gradients": "gradients_to_robust",
 }
 #: The stages whose runs selection may score.
-TUNING_STAGES = ("tune", "refine")
+TUNING_STAGES = (TUNE, REFINE)
 #: The axes a refinement pass multiplies by 1/f and f (in field order).
 REFINABLE = ("stepsize", "max_norm")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clipasync.diagnostics.intervals import Bounded, Interval, ratio_bounds
-from clipasync.experiments.analysis import SCORES, Analysis
+from clipasync.experiments.analysis import EVAL, SCORES, Analysis
 from clipasync.reports.markdown import (
     failure_lines,
     figure_lines,
@@ -233,5 +233,5 @@ def render_protocol(
         ]
     out += tail_lines(diagnostics or {}, a)
     out += figure_lines(figs, ["curves", "delays", "norms", "clipped"])
-    out += failure_lines(a, p.stages.get("eval", []), "Evaluation runs")
+    out += failure_lines(a, p.stages.get(EVAL, []), "Evaluation runs")
     return "\n".join(out)
