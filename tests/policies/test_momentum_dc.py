@@ -70,7 +70,9 @@ def test_heavy_ball_hand_trajectory():
     # β = ½, m ← β m + g, x ← x − γ m. g=(1,2): m=(1,2), x1=(0.5,0). g=(1,2) (w1 at
     # x0): m=(1.5,3), x2=(−0.25,−1.5). g=∇f(x1)=(0.5,0): m=(1.25,1.5),
     # x3=(−0.875,−2.25).
-    policy = build("async_momentum", AsyncMomentumParams(stepsize=0.5, momentum=0.5))
+    policy = build(
+        "async_momentum", AsyncMomentumParams(stepsize=0.5, server_momentum=0.5)
+    )
     res = trajectory(policy, 3)
     np.testing.assert_array_equal(res.params, [-0.875, -2.25])
 
@@ -79,14 +81,14 @@ def test_nesterov_hand_trajectory():
     # u = g + β m_new. g=(1,2): m=(1,2), u=(1.5,3), x1=(0.25,−0.5). g=(1,2): m=(1.5,3),
     # u=(1.75,3.5), x2=(−0.625,−2.25). g=∇f(x1)=(0.25,−1): m=(1,0.5), u=(0.75,−0.75),
     # x3=(−1,−1.875).
-    params = AsyncMomentumParams(stepsize=0.5, momentum=0.5, nesterov=True)
+    params = AsyncMomentumParams(stepsize=0.5, server_momentum=0.5, nesterov=True)
     res = trajectory(build("async_momentum", params), 3)
     np.testing.assert_array_equal(res.params, [-1.0, -1.875])
 
 
 def test_clipped_heavy_ball_clips_the_gradient_before_the_buffer():
     # c = 1: v = (1,2)/√5 enters m twice: m1 = v, m2 = 1.5 v; x2 = x0 − ½(v + 1.5 v).
-    params = AsyncMomentumParams(stepsize=0.5, max_norm=1.0, momentum=0.5)
+    params = AsyncMomentumParams(stepsize=0.5, max_norm=1.0, server_momentum=0.5)
     res = trajectory(build("async_momentum", params), 2)
     v = np.array([1.0, 2.0]) / S5
     np.testing.assert_allclose(res.params, X0 - 1.25 * v, rtol=1e-15)

@@ -33,7 +33,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "policy": "async_momentum",
         "stepsize": 0.05,
         "max_norm": 1.0,
-        "momentum": 0.5,
+        "server_momentum": 0.5,
         "nesterov": True,
     },
     "dc": {"policy": "dc_asgd", "stepsize": 0.1, "compensation": [0.0, 0.5]},

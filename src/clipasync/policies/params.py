@@ -495,32 +495,32 @@ def label_fedavg(p: FedAvgParams) -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class AsyncMomentumParams:
-    """Asynchronous SGD with server momentum on each arriving gradient, clipped
-    first when ``max_norm`` is set: m ← β m + clip_c(g), u = γ m (heavy ball) or
-    u = γ (clip_c(g) + β m) (``nesterov``). Jobs are assigned as in
-    :class:`AsyncSGDParams`."""
+    """Asynchronous SGD with server momentum β (``server_momentum``) on each
+    arriving gradient, clipped first when ``max_norm`` is set: m ← β m + clip_c(g),
+    u = γ m (heavy ball) or u = γ (clip_c(g) + β m) (``nesterov``). Jobs are
+    assigned as in :class:`AsyncSGDParams`."""
 
     stepsize: float = field(metadata=axis("g"))
     max_norm: float | None = field(default=None, metadata=axis("c"))
-    momentum: float = field(metadata=axis("b"))
+    server_momentum: float = field(metadata=axis("b"))
     nesterov: bool = False
     assign: Assign = "same"
 
     def __post_init__(self) -> None:
         _check_step(self.stepsize, self.max_norm, None)
-        in_range("momentum", self.momentum, 0.0, 1.0)
+        in_range("server_momentum", self.server_momentum, 0.0, 1.0)
         one_of("assign", self.assign, ("same", "random"))
 
 
 def build_async_momentum(p: AsyncMomentumParams) -> ServerPolicy[Any]:
     transform = momentum_sgd(
-        p.stepsize, p.momentum, nesterov=p.nesterov, max_norm=p.max_norm
+        p.stepsize, p.server_momentum, nesterov=p.nesterov, max_norm=p.max_norm
     )
     return _policy(AsyncSGD(transform, assign=p.assign, name="async_momentum"))
 
 
 def label_async_momentum(p: AsyncMomentumParams) -> str:
-    parts = [*_step_label(p.stepsize, p.max_norm), f"β={fmt_value(p.momentum)}"]
+    parts = [*_step_label(p.stepsize, p.max_norm), f"β={fmt_value(p.server_momentum)}"]
     if p.nesterov:
         parts.append("Nesterov")
     return ", ".join(parts + _tail_label(False, p.assign))

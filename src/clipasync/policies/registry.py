@@ -318,7 +318,7 @@ register(
         p.build_async_momentum,
         p.label_async_momentum,
         example=p.AsyncMomentumParams(
-            stepsize=0.05, max_norm=1.0, momentum=0.5, nesterov=True
+            stepsize=0.05, max_norm=1.0, server_momentum=0.5, nesterov=True
         ),
     )
 )
