@@ -101,6 +101,41 @@ def test_malenia_is_unbiased_where_rennala_follows_the_fast_worker():
     assert np.linalg.norm(ren.params - np.array([1.0, 2.0])) > 0.5
 
 
+def reference_malenia(
+    times: tuple[float, ...], centers: np.ndarray, gamma: float, updates: int
+) -> tuple[list[Vector], list[float]]:
+    """A port of the public simulator's ``MaleniaSGD.step``: reset every worker at
+    x_k, collect until each has sent one, step with the mean of per-worker means."""
+    n, x, now = len(times), X0.copy(), 0.0
+    xs, step_times = [x.copy()], []
+    for _ in range(updates):
+        heap = [(now + times[i], i) for i in range(n)]  # reset_all_nodes
+        heapq.heapify(heap)
+        sums, cnt = [np.zeros(2) for _ in range(n)], [0] * n
+        while min(cnt) == 0:
+            now, i = heapq.heappop(heap)
+            sums[i], cnt[i] = sums[i] + (x - centers[i]), cnt[i] + 1
+            heapq.heappush(heap, (now + times[i], i))
+        x = x - gamma * sum(s / c for s, c in zip(sums, cnt, strict=True)) / n
+        xs.append(x.copy())
+        step_times.append(now)
+    return xs, step_times
+
+
+def test_malenia_with_s_equal_n_matches_a_port_of_the_public_simulator():
+    times = (1.0, 1.37, 2.11, 7.3)
+    centers = np.array([[0.0, 0.0], [2.0, 4.0], [-1.0, 3.0], [5.0, -2.0]])
+    xs, step_times = reference_malenia(times, centers, 0.25, 12)
+    got = [X0]
+    for k in range(1, 13):
+        res = simulate(
+            Malenia(scale(0.25), batch_size=4), times, StopRule(max_updates=k), centers
+        )
+        got.append(res.params)
+        assert res.time == pytest.approx(step_times[k - 1], abs=1e-12)
+    np.testing.assert_allclose(np.array(got), np.array(xs), rtol=1e-13, atol=1e-13)
+
+
 def test_malenia_rejects_a_bad_batch_size():
     with pytest.raises(ConfigError, match="batch_size"):
         Malenia(scale(0.1), batch_size=0)
