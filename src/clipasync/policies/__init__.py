@@ -8,22 +8,37 @@ method.
 
 from clipasync.policies.async_sgd import AsyncSGD, AsyncState
 from clipasync.policies.base import ServerPolicy
+from clipasync.policies.dc_asgd import DCState, DelayCompensated
 from clipasync.policies.fedasync import FedAsync, FedAsyncState
+from clipasync.policies.fedavg import FedAvg, FedAvgState
 from clipasync.policies.fedbuff import FedBuff, FedBuffState
+from clipasync.policies.malenia import Malenia, MaleniaState
+from clipasync.policies.msync import MSync, RoundState
 from clipasync.policies.rennala import BatchState, Rennala, SyncMinibatch
+from clipasync.policies.ringleader import Ringleader, RingleaderState
 from clipasync.policies.ringmaster import Ringmaster, RingmasterState
 
 __all__ = [
     "AsyncSGD",
     "AsyncState",
     "BatchState",
+    "DCState",
+    "DelayCompensated",
     "FedAsync",
     "FedAsyncState",
+    "FedAvg",
+    "FedAvgState",
     "FedBuff",
     "FedBuffState",
+    "MSync",
+    "Malenia",
+    "MaleniaState",
     "Rennala",
+    "Ringleader",
+    "RingleaderState",
     "Ringmaster",
     "RingmasterState",
+    "RoundState",
     "ServerPolicy",
     "SyncMinibatch",
 ]

@@ -10,24 +10,31 @@ metadata.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from clipasync.errors import HyperparameterError
 from clipasync.policies.async_sgd import Assign, AsyncSGD
 from clipasync.policies.base import ServerPolicy
+from clipasync.policies.dc_asgd import DelayCompensated
 from clipasync.policies.fedasync import FedAsync
+from clipasync.policies.fedavg import FedAvg
 from clipasync.policies.fedbuff import FedBuff
 from clipasync.policies.hyper import (
     at_least,
     axis,
     fmt_value,
+    got,
     in_range,
     one_of,
     positive,
     setting,
 )
+from clipasync.policies.malenia import Malenia
+from clipasync.policies.msync import MSync
 from clipasync.policies.rennala import Rennala, SyncMinibatch
+from clipasync.policies.ringleader import Ringleader
 from clipasync.policies.ringmaster import Ringmaster
 from clipasync.policies.staleness import (
     ConstantStaleness,
@@ -35,7 +42,12 @@ from clipasync.policies.staleness import (
     make_staleness,
 )
 from clipasync.transforms.base import GradientTransform, chain
-from clipasync.transforms.chains import AdaptiveClip, clipped_sgd, fedbuff_server
+from clipasync.transforms.chains import (
+    AdaptiveClip,
+    clipped_sgd,
+    fedbuff_server,
+    momentum_sgd,
+)
 from clipasync.transforms.normalize import normalize
 from clipasync.transforms.stepsizes import scale
 
@@ -345,3 +357,198 @@ def build_normalized_sgd(p: NormalizedSGDParams) -> ServerPolicy[Any]:
 
 def label_normalized_sgd(p: NormalizedSGDParams) -> str:
     return ", ".join([f"γ={fmt_value(p.stepsize)}", *_tail_label(False, p.assign)])
+
+
+# ---------------------------------------------------------------------------
+# Heterogeneous data across workers: a per-worker gradient table.
+
+
+@dataclass(frozen=True, kw_only=True)
+class RingleaderParams:
+    """Ringleader ASGD (Maranjyan & Richtárik 2025): rounds of n updates with the
+    table mean (1/n) Σ_i G_i/b_i, u = γ·clip_c(mean); fast workers' extra gradients
+    are buffered for the next round."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, None)
+
+
+def build_ringleader(p: RingleaderParams) -> ServerPolicy[Any]:
+    return _policy(Ringleader(clipped_sgd(p.stepsize, max_norm=p.max_norm)))
+
+
+def label_ringleader(p: RingleaderParams) -> str:
+    return ", ".join(_step_label(p.stepsize, p.max_norm))
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaleniaParams:
+    """Malenia SGD (Tyurin & Richtárik 2023): collect at x_k until every worker sent
+    one and (1/n Σ 1/b_i)^{-1} >= S/n (``batch_size``), step with the table mean;
+    ``cancel_stale``: restart every worker at the new point (the simulator's rule)."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    batch_size: int = field(metadata=axis("S"))
+    cancel_stale: bool = True
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, None)
+        at_least("batch_size", self.batch_size, 1)
+
+
+def build_malenia(p: MaleniaParams) -> ServerPolicy[Any]:
+    transform = clipped_sgd(p.stepsize, max_norm=p.max_norm)
+    return _policy(Malenia(transform, p.batch_size, cancel_stale=p.cancel_stale))
+
+
+def label_malenia(p: MaleniaParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"S={p.batch_size}"]
+    if not p.cancel_stale:
+        parts.append("late jobs finish")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Synchronous baselines: first m of n, federated averaging.
+
+
+@dataclass(frozen=True, kw_only=True)
+class MSyncParams:
+    """m-synchronous SGD: step with the mean of the first ``quorum`` (m) of n
+    gradients at x_k; the n - m late jobs are discarded on arrival, or cancelled
+    (``cancel_stale``). m = n is synchronous minibatch SGD."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    quorum: int = field(metadata=axis("m"))
+    cancel_stale: bool = False
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, None)
+        at_least("quorum", self.quorum, 1)
+
+
+def build_m_sync(p: MSyncParams) -> ServerPolicy[Any]:
+    transform = clipped_sgd(p.stepsize, max_norm=p.max_norm)
+    return _policy(MSync(transform, p.quorum, cancel_stale=p.cancel_stale))
+
+
+def label_m_sync(p: MSyncParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"m={p.quorum}"]
+    if p.cancel_stale:
+        parts.append("late jobs cancelled")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FedAvgParams:
+    """Synchronous FedAvg (McMahan et al. 2017): each round ``clients_per_round``
+    clients (all when unset) run ``local_steps`` of SGD at ``local_stepsize`` from
+    x; the server steps with η_g (``stepsize``; 1 = model averaging) on the clipped
+    (``max_norm``) mean delta, through heavy-ball ``server_momentum`` when set."""
+
+    stepsize: float = field(default=1.0, metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    local_stepsize: float = field(metadata=axis("el"))
+    client_max_norm: float | None = field(default=None, metadata=axis("cc"))
+    #: η_g is never delay-adaptive; the run records keep the key.
+    delay_adaptive: Literal[False] = field(default=False, init=False)
+    server_momentum: float | None = None
+    local_steps: int = 1
+    clients_per_round: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, None)
+        _check_clients(self.local_stepsize, self.client_max_norm, self.local_steps)
+        if self.server_momentum is not None:
+            in_range("server_momentum", self.server_momentum, 0.0, 1.0)
+        if self.clients_per_round is not None:
+            at_least("clients_per_round", self.clients_per_round, 1)
+
+
+def build_fedavg(p: FedAvgParams) -> ServerPolicy[Any]:
+    server = fedbuff_server(
+        p.stepsize, max_norm=p.max_norm, server_momentum=p.server_momentum
+    )
+    return _policy(FedAvg(server, p.clients_per_round))
+
+
+def label_fedavg(p: FedAvgParams) -> str:
+    parts = [f"γ={fmt_value(p.stepsize)}"]
+    parts += _client_label(p.local_stepsize, p.local_steps, p.client_max_norm)
+    if p.clients_per_round is not None:
+        parts.append(f"{p.clients_per_round} clients/round")
+    if p.server_momentum is not None:
+        parts.append(f"β={fmt_value(p.server_momentum)}")
+    if p.max_norm is not None:
+        parts.append(f"c={fmt_value(p.max_norm)}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------
+# Asynchronous SGD with server momentum, and with delay compensation.
+
+
+@dataclass(frozen=True, kw_only=True)
+class AsyncMomentumParams:
+    """Asynchronous SGD with server momentum β (``server_momentum``) on each
+    arriving gradient, clipped first when ``max_norm`` is set: m ← β m + clip_c(g),
+    u = γ m (heavy ball) or u = γ (clip_c(g) + β m) (``nesterov``). Jobs are
+    assigned as in :class:`AsyncSGDParams`."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    server_momentum: float = field(metadata=axis("b"))
+    nesterov: bool = False
+    assign: Assign = "same"
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, None)
+        in_range("server_momentum", self.server_momentum, 0.0, 1.0)
+        one_of("assign", self.assign, ("same", "random"))
+
+
+def build_async_momentum(p: AsyncMomentumParams) -> ServerPolicy[Any]:
+    transform = momentum_sgd(
+        p.stepsize, p.server_momentum, nesterov=p.nesterov, max_norm=p.max_norm
+    )
+    return _policy(AsyncSGD(transform, assign=p.assign, name="async_momentum"))
+
+
+def label_async_momentum(p: AsyncMomentumParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"β={fmt_value(p.server_momentum)}"]
+    if p.nesterov:
+        parts.append("Nesterov")
+    return ", ".join(parts + _tail_label(False, p.assign))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DCASGDParams:
+    """DC-ASGD (Zheng et al. 2017): g̃ = g + λ g ⊙ g ⊙ (x_k − x_v) with λ =
+    ``compensation``, then u = γ·clip_c(g̃) (the compensated gradient is clipped)."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    compensation: float = field(metadata=axis("l"))
+
+    def __post_init__(self) -> None:
+        _check_step(self.stepsize, self.max_norm, None)
+        lam = self.compensation
+        if not (math.isfinite(lam) and lam >= 0):
+            raise HyperparameterError(
+                "compensation", f"must be finite and >= 0 (got {got(lam)})"
+            )
+
+
+def build_dc_asgd(p: DCASGDParams) -> ServerPolicy[Any]:
+    transform = clipped_sgd(p.stepsize, max_norm=p.max_norm)
+    return _policy(DelayCompensated(transform, p.compensation))
+
+
+def label_dc_asgd(p: DCASGDParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"λ={fmt_value(p.compensation)}"]
+    return ", ".join(parts)

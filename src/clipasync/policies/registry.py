@@ -252,3 +252,85 @@ register(
         example=p.NormalizedSGDParams(stepsize=0.05, assign="random"),
     )
 )
+register(
+    MethodEntry(
+        "ringleader",
+        "Ringleader ASGD: heterogeneous data; rounds of n updates with the mean over "
+        "workers of each worker's mean gradient, extra gradients buffered",
+        p.RingleaderParams,
+        p.build_ringleader,
+        p.label_ringleader,
+        needs_all_workers=True,
+        example=p.RingleaderParams(stepsize=0.1, max_norm=1.0),
+    )
+)
+register(
+    MethodEntry(
+        "malenia",
+        "Malenia SGD: heterogeneous data; step once every worker sent one and the "
+        "harmonic mean of counts reaches batch_size (S) / n",
+        p.MaleniaParams,
+        p.build_malenia,
+        p.label_malenia,
+        needs_all_workers=True,
+        example=p.MaleniaParams(stepsize=0.1, max_norm=1.0, batch_size=6),
+    )
+)
+register(
+    MethodEntry(
+        "m_sync",
+        "m-synchronous SGD: step with the first quorum (m) of n gradients; late "
+        "jobs discarded (or cancelled: cancel_stale)",
+        p.MSyncParams,
+        p.build_m_sync,
+        p.label_m_sync,
+        needs_all_workers=True,
+        example=p.MSyncParams(stepsize=0.1, max_norm=1.0, quorum=2),
+    )
+)
+register(
+    MethodEntry(
+        "fedavg",
+        "synchronous FedAvg / local SGD: clients_per_round clients run local_steps "
+        "at local_stepsize; server stepsize (eta_g) on the mean delta",
+        p.FedAvgParams,
+        p.build_fedavg,
+        p.label_fedavg,
+        federated=True,
+        needs_all_workers=True,
+        example=p.FedAvgParams(
+            stepsize=1.0,
+            max_norm=1.0,
+            local_stepsize=0.05,
+            client_max_norm=1.0,
+            server_momentum=0.5,
+            local_steps=2,
+            clients_per_round=2,
+        ),
+    )
+)
+register(
+    MethodEntry(
+        "async_momentum",
+        "asynchronous SGD with server momentum (heavy ball, or nesterov) on each "
+        "arriving gradient, clipped first when max_norm is set",
+        p.AsyncMomentumParams,
+        p.build_async_momentum,
+        p.label_async_momentum,
+        example=p.AsyncMomentumParams(
+            stepsize=0.05, max_norm=1.0, server_momentum=0.5, nesterov=True
+        ),
+    )
+)
+register(
+    MethodEntry(
+        "dc_asgd",
+        "DC-ASGD: delay-compensated gradient g + compensation (lambda) * g*g*(x_k - "
+        "x_v), clipped when max_norm is set",
+        p.DCASGDParams,
+        p.build_dc_asgd,
+        p.label_dc_asgd,
+        needs_all_workers=True,
+        example=p.DCASGDParams(stepsize=0.1, max_norm=1.0, compensation=0.5),
+    )
+)

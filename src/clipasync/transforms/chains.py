@@ -10,6 +10,8 @@ SGD Robust to Stragglers" (arXiv 2606.13287), apply u = γ·clip_c(g) at the ser
                                et al. 2022); ``adaptive``: a learned clip level
 :func:`fedbuff_server`         clip → momentum β → η_g, FedBuff's server optimiser
                                (Nguyen et al. 2022) on the buffered pseudo-gradient
+:func:`momentum_sgd`           clip → momentum β (heavy ball or Nesterov) → γ,
+                               server momentum on each arriving gradient
 =============================  ===================================================
 
 :class:`AdaptiveClip` holds the arguments of
@@ -159,10 +161,34 @@ def fedbuff_server(
     return chain(clip, heavy_ball, server_step)
 
 
+def momentum_sgd(
+    stepsize: float,
+    beta: float,
+    *,
+    nesterov: bool = False,
+    max_norm: float | None = None,
+) -> GradientTransform:
+    """Return asynchronous SGD with server momentum: clip (if any) → momentum → γ.
+
+    The arriving (possibly stale) gradient is clipped first, so the momentum buffer
+    m ← β m + clip_c(g) grows by at most c per arrival; heavy ball applies
+    u = γ m, Nesterov u = γ (clip_c(g) + β m)
+    (:func:`~clipasync.transforms.momentum.momentum`, the
+    ``torch.optim.SGD(momentum=β, nesterov=...)`` convention).
+    """
+    server_step = scale(stepsize)
+    heavy_ball = momentum(beta, nesterov=nesterov)
+    clip = clip_stage(max_norm)
+    if clip is None:
+        return chain(heavy_ball, server_step)
+    return chain(clip, heavy_ball, server_step)
+
+
 __all__ = [
     "AdaptiveClip",
     "clip_stage",
     "clipped_sgd",
     "fedbuff_server",
+    "momentum_sgd",
     "step",
 ]

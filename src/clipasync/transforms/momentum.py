@@ -9,7 +9,9 @@ heavy-ball server momentum:
 
 .. math:: m_{k+1} = β m_k + ĝ_k, \\qquad x_{k+1} = x_k - η_g m_{k+1}
 
-(the ``torch.optim.SGD(momentum=β, dampening=0)`` convention).
+(the ``torch.optim.SGD(momentum=β, dampening=0)`` convention). The same transform is
+the server momentum of asynchronous SGD on each arriving gradient
+(:func:`clipasync.transforms.chains.momentum_sgd`).
 
 Examples:
     >>> import numpy as np
