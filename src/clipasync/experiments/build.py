@@ -175,6 +175,25 @@ def build_problem(cfg: dict[str, Any]) -> Problem:
     return problem
 
 
+def check_user_problems(problems: list[dict[str, Any]]) -> None:
+    """Build each distinct user problem (``factory`` or ``torch``) once, now.
+
+    Called before the output directory is created, so a bad import path, a
+    missing data file or a model that does not fit its loss is one error line and
+    leaves nothing behind; the problems stay in this process's cache, so an
+    in-process run does not build them again.
+
+    Raises:
+        ConfigError: The first problem that cannot be built.
+    """
+    seen: set[str] = set()
+    for cfg in problems:
+        key = json.dumps(cfg, sort_keys=True, default=str)
+        if cfg.get("name") in ("factory", "torch") and key not in seen:
+            seen.add(key)
+            build_problem(cfg)
+
+
 _REPORTS_GRADIENT: dict[int, bool] = {}
 
 

@@ -13,11 +13,13 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clipasync.experiments.build import one_torch_thread
+from clipasync.checkpoint import save_state_dict
+from clipasync.experiments.build import build_problem, one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
 from clipasync.experiments.grid import RunSpec
@@ -25,13 +27,41 @@ from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import load_summary, prepare_out_dir, save_run
 from clipasync.experiments.schema import ExperimentConfig
 
+#: The final weights of a PyTorch run (``model.load_state_dict(torch.load(path,
+#: weights_only=True))``).
+WEIGHTS_FILE = "weights.pt"
+
+
+def weights_writer(spec: RunSpec, params: Any) -> Callable[[Path], None] | None:
+    """Return what writes a user PyTorch problem's final weights into a run folder,
+    or ``None`` (not a user problem, not PyTorch, no iterate).
+
+    Only user problems (``factory``/``torch``): the built-in ones keep the files
+    they always had."""
+    if params is None or spec.problem.get("name") not in ("factory", "torch"):
+        return None
+    model = getattr(build_problem(spec.problem), "model", None)
+    if model is None or "torch" not in sys.modules:
+        return None
+
+    def write(folder: Path) -> None:
+        save_state_dict(model, params, folder / WEIGHTS_FILE)
+
+    return write
+
 
 def execute_and_save(
     spec: RunSpec, runs_dir: str, save_final: bool = False
 ) -> dict[str, Any]:
     """Execute a spec and store it; return its summary (the unit of parallel work)."""
     outcome = execute(spec)
-    save_run(outcome, Path(runs_dir), spec.record_arrivals, save_final)
+    save_run(
+        outcome,
+        Path(runs_dir),
+        spec.record_arrivals,
+        save_final,
+        extra=weights_writer(spec, outcome.params),
+    )
     return outcome.summary
 
 

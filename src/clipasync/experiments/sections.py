@@ -73,6 +73,14 @@ class ProblemConfig(BaseModel):
     name: str
     noise: NoiseConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _factory_name(cls, data: Any) -> Any:
+        # ``{factory: "mod:make", args: {...}}`` needs no name (Hydra's _target_).
+        if isinstance(data, dict) and "factory" in data and "name" not in data:
+            return {"name": "factory", **data}
+        return data
+
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
