@@ -129,3 +129,18 @@ def set_root(raw: dict[str, Any], folder: Path) -> None:
         return
     if "factory" in problem or problem.get("name") in USER_PROBLEMS:
         problem["root"] = str(folder.expanduser().resolve())
+
+
+def saved_root(out_dir: str | Path) -> str | None:
+    """The user problem's ``root`` recorded in a run directory's resolved config.
+
+    Read as data (YAML), nothing is imported: a resumed run keeps the folder it
+    started from, not the run directory its source copy lies in.
+    """
+    path = Path(out_dir) / "config.resolved.yaml"
+    try:
+        resolved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    root = (resolved.get("problem") or {}).get("root")
+    return str(root) if root else None

@@ -144,7 +144,9 @@ def imported_problem(
         raise ConfigError(f"factory {factory!r}: args must be a mapping, got {args!r}")
     fn = import_target(factory, root)
     if not callable(fn):
-        raise ConfigError(f"factory {factory!r} is a {type(fn).__name__}, not callable")
+        raise ConfigError(
+            f"factory {factory!r} is not callable (got {type(fn).__name__})"
+        )
     return check_problem(call_user(factory, fn, dict(args or {})), factory)
 
 

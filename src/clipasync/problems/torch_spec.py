@@ -57,16 +57,16 @@ def _tensors(x: Any, y: Any, loss: str, field: str) -> tuple[Tensor, Tensor]:
     ya = np.asarray(y.detach().cpu() if isinstance(y, Tensor) else y)
     if xa.dtype.kind not in "biuf" or ya.dtype.kind not in "biuf":
         raise ConfigError(f"{field}: inputs and targets must be numeric arrays")
-    inputs = torch.from_numpy(np.ascontiguousarray(xa, dtype=np.float32))
+    inputs = torch.from_numpy(np.array(xa, dtype=np.float32))
     if loss == "cross_entropy":
         if ya.dtype.kind == "f" and not np.all(ya == np.round(ya)):
             raise ConfigError(
                 f"{field}: cross_entropy needs integer class labels as targets"
             )
-        targets = torch.from_numpy(np.ascontiguousarray(ya, dtype=np.int64))
+        targets = torch.from_numpy(np.array(ya, dtype=np.int64))
     else:
         ya = ya.astype(np.float32)
-        targets = torch.from_numpy(np.ascontiguousarray(ya.reshape(len(ya), -1)))
+        targets = torch.from_numpy(np.array(ya.reshape(len(ya), -1)))
     if len(inputs) != len(targets) or len(inputs) == 0:
         raise ConfigError(
             f"{field}: {len(inputs)} inputs and {len(targets)} targets (need the "
