@@ -40,6 +40,9 @@ class RunOutcome:
     arrivals: dict[str, np.ndarray[Any, Any]] = field(repr=False)
     evals: list[dict[str, float]] = field(repr=False)
     params: np.ndarray[Any, Any] | None = field(default=None, repr=False)
+    #: The iterate of the last evaluation (the one ``summary["final"]`` reports);
+    #: it differs from ``params`` when arrivals land exactly at ``max_time``.
+    evaluated: np.ndarray[Any, Any] | None = field(default=None, repr=False)
 
 
 def _nanmean(a: np.ndarray[Any, Any]) -> float:
@@ -69,6 +72,13 @@ def execute(spec: RunSpec) -> RunOutcome:
     task = build_task(spec.policy, spec.params, policy, problem)
     pool = build_pool(timing, task, spec.seed, spec.availability)
     recorder = Recorder(keep_arrivals=True)
+    evaluate = build_evaluate(problem)
+    last: list[Any] = [None]
+
+    def evaluate_and_keep(x: Any) -> dict[str, float]:
+        last[0] = np.array(x, copy=True)
+        return evaluate(x)
+
     t0 = time.perf_counter()
     try:
         result = run(
@@ -77,7 +87,7 @@ def execute(spec: RunSpec) -> RunOutcome:
             problem.initial_point(),
             stop=build_stop(spec.stop),
             rng=stream(spec.seed, Stream.POLICY),
-            evaluate=build_evaluate(problem),
+            evaluate=evaluate_and_keep,
             eval_every=spec.eval_every,
             recorder=recorder,
         )
@@ -85,6 +95,7 @@ def execute(spec: RunSpec) -> RunOutcome:
         pool.close()
     wall = time.perf_counter() - t0
     outcome = summarise(spec, result, recorder, wall)
+    outcome.evaluated = last[0]
     outcome.summary.update(pool_stats(pool))
     outcome.summary.update(federated_stats(outcome.arrivals))
     return outcome

@@ -27,14 +27,15 @@ from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import load_summary, prepare_out_dir, save_run
 from clipasync.experiments.schema import ExperimentConfig
 
-#: The final weights of a PyTorch run (``model.load_state_dict(torch.load(path,
-#: weights_only=True))``).
+#: A user PyTorch run's weights at its last evaluation (``model.load_state_dict(
+#: torch.load(path, weights_only=True))``).
 WEIGHTS_FILE = "weights.pt"
 
 
 def weights_writer(spec: RunSpec, params: Any) -> Callable[[Path], None] | None:
-    """Return what writes a user PyTorch problem's final weights into a run folder,
-    or ``None`` (not a user problem, not PyTorch, no iterate).
+    """Return what writes a user PyTorch problem's weights ``params`` (those of the
+    run's last evaluation, which ``summary.json``'s ``final`` reports) into a run
+    folder, or ``None`` (not a user problem, not PyTorch, no iterate).
 
     Only user problems (``factory``/``torch``): the built-in ones keep the files
     they always had."""
@@ -60,7 +61,7 @@ def execute_and_save(
         Path(runs_dir),
         spec.record_arrivals,
         save_final,
-        extra=weights_writer(spec, outcome.params),
+        extra=weights_writer(spec, outcome.evaluated),
     )
     return outcome.summary
 
