@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from clipasync.experiments.build import (
     build_timing,
 )
 from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.tensorboard import LiveScalars
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
 from clipasync.sim.availability import OpenSystemPool, UnreliablePool
@@ -50,7 +52,7 @@ def _nanmean(a: np.ndarray[Any, Any]) -> float:
     return float(a.mean()) if a.size else math.nan
 
 
-def execute(spec: RunSpec) -> RunOutcome:
+def execute(spec: RunSpec, tensorboard: Path | None = None) -> RunOutcome:
     """Run one spec on the simulator and summarise it.
 
     The summary holds the spec's fields plus ``stop_reason``, ``reached``,
@@ -65,6 +67,9 @@ def execute(spec: RunSpec) -> RunOutcome:
     ``mean_delay``/``largest_delay`` (observed, over applied updates; not Ringmaster's
     threshold ``max_delay``), ``frac_clipped`` (over
     applied updates that went through a clip) and ``mean_pre_clip_norm``.
+
+    With ``tensorboard`` (a folder) the run's scalars are written there live at
+    every evaluation (:class:`~clipasync.experiments.tensorboard.LiveScalars`).
     """
     problem = build_problem(spec.problem)
     timing = build_timing(spec.timing)
@@ -79,6 +84,7 @@ def execute(spec: RunSpec) -> RunOutcome:
         last[0] = np.array(x, copy=True)
         return evaluate(x)
 
+    live = None if tensorboard is None else LiveScalars(tensorboard)
     t0 = time.perf_counter()
     try:
         result = run(
@@ -90,9 +96,12 @@ def execute(spec: RunSpec) -> RunOutcome:
             evaluate=evaluate_and_keep,
             eval_every=spec.eval_every,
             recorder=recorder,
+            on_progress=None if live is None else lambda t: live.update(recorder),
         )
     finally:
         pool.close()
+        if live is not None:
+            live.close()
     wall = time.perf_counter() - t0
     outcome = summarise(spec, result, recorder, wall)
     outcome.evaluated = last[0]
