@@ -38,7 +38,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -93,8 +93,9 @@ def problem_config(
     if hasattr(problem, "stochastic_grad") and hasattr(problem, "dim"):
         if args is not None:
             raise ConfigError("args: only with a factory, not a problem object")
-        key = given_key(problem)
-        GIVEN[key] = problem
+        obj = cast(Problem, problem)
+        key = given_key(obj)
+        GIVEN[key] = obj
         return {"factory": GIVEN_FACTORY, "args": {"key": key}}
     if callable(problem):
         path, root = _callable_path(problem)
