@@ -133,3 +133,22 @@ def test_saved_weights_reproduce_the_evaluated_metric(project, tmp_path):
     # evaluate() uses min(eval_subset, N) = all 60 training rows.
     assert loss == pytest.approx(final["loss"], rel=1e-6)
     assert accuracy == final["accuracy"]
+
+
+def test_a_resumed_experiment_keeps_the_recorded_project_folder(project, tmp_path):
+    from clipasync.experiments.grid import expand
+    from clipasync.experiments.loading import load_config, saved_root
+    from clipasync.experiments.rundir import prepare_out_dir
+
+    _, factory, _ = project
+    out = tmp_path / "out"
+    prepare_out_dir(load_config(factory), out)
+    # Resume reads the source copy kept in the run directory, not the original.
+    copy = out / "config.source.yaml"
+    copy.write_text(factory.read_text())
+    assert saved_root(out) == str(factory.parent.resolve())
+    resumed = load_config(copy, root=saved_root(out))
+    assert resumed.problem.kwargs()["root"] == str(factory.parent.resolve())
+    assert [s.run_id for s in expand(resumed)] == [
+        s.run_id for s in expand(load_config(factory))
+    ]

@@ -130,7 +130,7 @@ def check_problem(obj: object, path: str) -> Problem:
 def imported_problem(
     factory: str, args: Mapping[str, Any] | None = None, root: str | None = None
 ) -> Problem:
-    """Build the problem ``factory(**args)`` named by an import path.
+    """Your own problem: ``factory(**args)``, the factory named by an import path.
 
     Args:
         factory: ``"module.sub:callable"``.
