@@ -90,7 +90,7 @@ def problem_config(
         return cfg
     if isinstance(problem, str):
         return {"factory": problem, "args": dict(args or {}), "root": str(Path.cwd())}
-    if hasattr(problem, "stochastic_grad") and hasattr(problem, "dim"):
+    if not isinstance(problem, type) and hasattr(problem, "stochastic_grad"):
         if args is not None:
             raise ConfigError("args: only with a factory, not a problem object")
         obj = cast(Problem, problem)
