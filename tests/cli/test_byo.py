@@ -52,8 +52,8 @@ def test_user_problem_runs_identically_with_one_and_two_processes(
 ):
     _, factory, torch_cfg = project
     config = factory if form == "factory" else torch_cfg
-    code1, out1 = run(config, tmp_path / "w1", "--workers", "1")
-    code2, out2 = run(config, tmp_path / "w2", "--workers", "2")
+    code1, out1 = run(config, tmp_path / "w1", "--set", "workers=1")
+    code2, out2 = run(config, tmp_path / "w2", "--set", "workers=2")  # processes
     assert code1 == 0, out1
     assert code2 == 0, out2
     one, two = runs_of(tmp_path / "w1"), runs_of(tmp_path / "w2")

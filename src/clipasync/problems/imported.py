@@ -37,7 +37,15 @@ from clipasync.errors import ConfigError
 from clipasync.problems.base import Problem
 
 #: Methods and attributes a problem must have (the ``Problem`` protocol).
-REQUIRED = ("dim", "name", "initial_point", "stochastic_grad", "evaluate")
+REQUIRED = (
+    "dim",
+    "name",
+    "initial_point",
+    "loss",
+    "grad",
+    "stochastic_grad",
+    "evaluate",
+)
 
 #: Problems handed over as objects (``clipasync.api``), keyed by :func:`given_key`;
 #: they live in this process only.
