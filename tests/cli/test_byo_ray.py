@@ -52,15 +52,29 @@ def run_on_ray(config: Path, out: Path, *extra: str) -> dict[str, object]:
     return summary
 
 
-def test_user_problems_run_on_a_local_ray(project, tmp_path):
-    _, factory, torch_cfg = project
+def test_user_problems_run_on_a_local_ray(project, tmp_path, monkeypatch):
+    from clipasync.api import compare
+
+    mod, factory, torch_cfg = project
     if ray.is_initialized():
         ray.shutdown()
     try:
         quad = run_on_ray(factory, tmp_path / "factory")
         net = run_on_ray(torch_cfg, tmp_path / "torch")
+        monkeypatch.chdir(factory.parent)
+        api = compare(
+            f"{mod}:make",
+            {"clipped": {"policy": "async_sgd", "stepsize": [0.1], "max_norm": [1.0]}},
+            timing={"kind": "two_speed", "num_fast": 1, "num_slow": 1, "slow_time": 4},
+            stop={"max_time": 20},
+            eval_every=5,
+            out=tmp_path / "api",
+            backend="ray",
+            time_unit_s=0.01,
+        )
     finally:
         ray.shutdown()
+    assert "## Sim-to-real check" in (api / "report.md").read_text()
     assert quad["final"]["loss"] < quad["initial"]["loss"]  # type: ignore[index]
     assert net["final"]["loss"] < net["initial"]["loss"]  # type: ignore[index]
     assert (
