@@ -6,7 +6,7 @@ Floors (README, Design):
 2. algorithms: ``transforms``, ``policies``, ``timing``, ``problems``, ``theory``,
    ``diagnostics`` (pure: no clock, no print, no files, no ray/matplotlib)
 3. execution: ``engine``, ``recorder``, ``checkpoint``, ``io``, ``sim``, ``runtime``
-4. ``experiments``  5. ``reports``  6. ``cli``
+4. ``experiments``  5. ``reports``  6. ``cli``, ``api``
 
 A module may import clipasync modules of its own floor or below, never above; the
 top-level packages form no import circle; an import inside a function names a
@@ -45,6 +45,7 @@ FLOORS: dict[str, int] = {
     "experiments": 4,
     "reports": 5,
     "cli": 6,
+    "api": 6,
 }
 OPTIONAL_EXTRAS = {"ray", "torch", "matplotlib"}
 #: Libraries the pure floors (1–2) never import; torch only inside ``problems``.

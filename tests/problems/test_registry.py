@@ -36,6 +36,28 @@ SMALL: dict[str, dict[str, Any]] = {
         "eval_subset": 20,
     },
     "robust_regression": {"num_samples": 40, "dim": 3, "batch_size": 4},
+    # Your own problems: anything importable (here from installed packages).
+    "factory": {
+        "factory": "clipasync.problems.least_squares:LeastSquares",
+        "args": {"num_samples": 40, "dim": 3, "batch_size": 4},
+    },
+    "torch": {
+        "model": "torch.nn:Linear",
+        "model_args": {"in_features": 3, "out_features": 2},
+        "data": {
+            "train": {
+                "function": "sklearn.datasets:make_classification",
+                "args": {
+                    "n_samples": 40,
+                    "n_features": 3,
+                    "n_informative": 2,
+                    "n_redundant": 0,
+                    "random_state": 0,
+                },
+            }
+        },
+        "batch_size": 4,
+    },
 }
 
 
@@ -74,7 +96,7 @@ def test_noise_spec_wraps() -> None:
             {},
             r"^unknown problem 'quadratic'; choose one of: "
             r"least_squares, logistic, mnist1d_mlp, fashion_mnist_cnn, kjv_char_lstm, "
-            r"robust_regression$",
+            r"robust_regression, factory, torch$",
         ),
         ("least_squares", {"batch_size": -1}, "batch_size must be a positive"),
         ("least_squares", {"num_samples": 10, "batch_size": 11}, "batch_size"),

@@ -12,8 +12,10 @@ objective and a worker process builds it once.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from clipasync.engine import StopRule, Target, WorkerPool
@@ -173,6 +175,53 @@ def build_problem(cfg: dict[str, Any]) -> Problem:
             sys.modules["torch"].set_num_threads(1)
         _PROBLEM_CACHE[key] = problem
     return problem
+
+
+def check_user_problems(problems: list[dict[str, Any]]) -> None:
+    """Build each distinct user problem (``factory`` or ``torch``) once, now.
+
+    Called before the output directory is created, so a bad import path, a
+    missing data file or a model that does not fit its loss is one error line and
+    leaves nothing behind; the problems stay in this process's cache, so an
+    in-process run does not build them again.
+
+    Raises:
+        ConfigError: The first problem that cannot be built.
+    """
+    seen: set[str] = set()
+    for cfg in problems:
+        key = json.dumps(cfg, sort_keys=True, default=str)
+        if cfg.get("name") in ("factory", "torch") and key not in seen:
+            seen.add(key)
+            build_problem(cfg)
+
+
+def ray_runtime_env(
+    problems: list[dict[str, Any]], out_dir: Path, address: str | None
+) -> dict[str, Any] | None:
+    """Return the Ray ``runtime_env`` that ships a user problem's folder, or ``None``.
+
+    On a cluster (``address`` set) the nodes need not share the config's folder
+    (``root``: the user's modules and relative data files), so it becomes the
+    job's ``working_dir``: Ray uploads it once (files listed in its
+    ``.gitignore`` are skipped; Ray caps the upload, 512 MiB by default) and every
+    actor starts in its copy, with it on ``sys.path``. The output directory is
+    excluded when it lies inside. A local Ray shares this machine's files, so it
+    needs nothing (``root`` is put on ``sys.path`` by the problem's builder).
+    """
+    roots = {str(p["root"]) for p in problems if p.get("root")}
+    if address is None or not roots:
+        return None
+    if len(roots) > 1:
+        raise ConfigError(
+            "problem.root: one folder per experiment on a Ray cluster, got "
+            f"{sorted(roots)}"
+        )
+    root = Path(roots.pop())
+    excludes = [".git"]
+    with contextlib.suppress(ValueError):
+        excludes.append(str(out_dir.resolve().relative_to(root.resolve())) + "/")
+    return {"working_dir": str(root), "excludes": excludes}
 
 
 _REPORTS_GRADIENT: dict[int, bool] = {}

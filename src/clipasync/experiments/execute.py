@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from clipasync.experiments.build import (
     build_timing,
 )
 from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.tensorboard import LiveScalars
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
 from clipasync.sim.availability import OpenSystemPool, UnreliablePool
@@ -40,6 +42,9 @@ class RunOutcome:
     arrivals: dict[str, np.ndarray[Any, Any]] = field(repr=False)
     evals: list[dict[str, float]] = field(repr=False)
     params: np.ndarray[Any, Any] | None = field(default=None, repr=False)
+    #: The iterate of the last evaluation (the one ``summary["final"]`` reports);
+    #: it differs from ``params`` when arrivals land exactly at ``max_time``.
+    evaluated: np.ndarray[Any, Any] | None = field(default=None, repr=False)
 
 
 def _nanmean(a: np.ndarray[Any, Any]) -> float:
@@ -47,7 +52,7 @@ def _nanmean(a: np.ndarray[Any, Any]) -> float:
     return float(a.mean()) if a.size else math.nan
 
 
-def execute(spec: RunSpec) -> RunOutcome:
+def execute(spec: RunSpec, tensorboard: Path | None = None) -> RunOutcome:
     """Run one spec on the simulator and summarise it.
 
     The summary holds the spec's fields plus ``stop_reason``, ``reached``,
@@ -62,6 +67,9 @@ def execute(spec: RunSpec) -> RunOutcome:
     ``mean_delay``/``largest_delay`` (observed, over applied updates; not Ringmaster's
     threshold ``max_delay``), ``frac_clipped`` (over
     applied updates that went through a clip) and ``mean_pre_clip_norm``.
+
+    With ``tensorboard`` (a folder) the run's scalars are written there live at
+    every evaluation (:class:`~clipasync.experiments.tensorboard.LiveScalars`).
     """
     problem = build_problem(spec.problem)
     timing = build_timing(spec.timing)
@@ -69,6 +77,14 @@ def execute(spec: RunSpec) -> RunOutcome:
     task = build_task(spec.policy, spec.params, policy, problem)
     pool = build_pool(timing, task, spec.seed, spec.availability)
     recorder = Recorder(keep_arrivals=True)
+    evaluate = build_evaluate(problem)
+    last: list[Any] = [None]
+
+    def evaluate_and_keep(x: Any) -> dict[str, float]:
+        last[0] = np.array(x, copy=True)
+        return evaluate(x)
+
+    live = None if tensorboard is None else LiveScalars(tensorboard)
     t0 = time.perf_counter()
     try:
         result = run(
@@ -77,14 +93,18 @@ def execute(spec: RunSpec) -> RunOutcome:
             problem.initial_point(),
             stop=build_stop(spec.stop),
             rng=stream(spec.seed, Stream.POLICY),
-            evaluate=build_evaluate(problem),
+            evaluate=evaluate_and_keep,
             eval_every=spec.eval_every,
             recorder=recorder,
+            on_progress=None if live is None else lambda t: live.update(recorder),
         )
     finally:
         pool.close()
+        if live is not None:
+            live.close()
     wall = time.perf_counter() - t0
     outcome = summarise(spec, result, recorder, wall)
+    outcome.evaluated = last[0]
     outcome.summary.update(pool_stats(pool))
     outcome.summary.update(federated_stats(outcome.arrivals))
     return outcome

@@ -78,11 +78,13 @@ class RunSpec:
 
         ``availability`` is left out when ``None``, so run ids of experiments
         without an ``availability`` block are those of earlier versions. The stage
-        is not hashed: a run is the same run whichever stage asks for it.
+        is not hashed: a run is the same run whichever stage asks for it; nor is
+        a user problem's ``root`` (the config file's folder).
         """
         d = self.record()
         d.pop("run_id")
         d.pop("stage", None)
+        d["problem"].pop("root", None)  # where the config lies is not a setting
         if d.get("availability") is None:
             d.pop("availability", None)
         return d

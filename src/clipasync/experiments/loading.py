@@ -67,7 +67,10 @@ def apply_profile(raw: dict[str, Any], profile: str | None = None) -> None:
 
 
 def load_config(
-    path: str | Path, overrides: list[str] | None = None, profile: str | None = None
+    path: str | Path,
+    overrides: list[str] | None = None,
+    profile: str | None = None,
+    root: str | Path | None = None,
 ) -> ExperimentConfig:
     """Read, override and validate an experiment file.
 
@@ -77,6 +80,8 @@ def load_config(
             parsed as YAML (``--set methods.clipped.max_norm=[1,2]``).
         profile: Profile of the file's ``profiles`` to apply before ``overrides``
             (default: the file's ``default_profile``, if any).
+        root: Folder of a user problem's modules and relative data paths
+            (default: the file's folder; see :func:`set_root`).
 
     Raises:
         ConfigError: If the file is missing, not YAML, or invalid (one line).
@@ -103,4 +108,39 @@ def load_config(
     for text_override in overrides or []:
         key, value = parse_override(text_override)
         set_dotted(raw, key, value)
+    set_root(raw, p.parent if root is None else Path(root))
     return validate_config(raw)
+
+
+#: Problems whose modules and data files lie beside the config (``root``).
+USER_PROBLEMS = ("factory", "torch")
+
+
+def set_root(raw: dict[str, Any], folder: Path) -> None:
+    """Give a user problem (``factory:`` or ``name: torch``) ``root: <folder>``.
+
+    ``root`` is where its modules are imported from and its relative data paths
+    resolve: the config file's folder, unless the file sets ``root`` itself. It is
+    not part of the run ids (:meth:`~clipasync.experiments.grid.RunSpec.settings`),
+    so moving the experiment's folder keeps finished runs.
+    """
+    problem = raw.get("problem")
+    if not isinstance(problem, dict) or "root" in problem:
+        return
+    if "factory" in problem or problem.get("name") in USER_PROBLEMS:
+        problem["root"] = str(folder.expanduser().resolve())
+
+
+def saved_root(out_dir: str | Path) -> str | None:
+    """The user problem's ``root`` recorded in a run directory's resolved config.
+
+    Read as data (YAML), nothing is imported: a resumed run keeps the folder it
+    started from, not the run directory its source copy lies in.
+    """
+    path = Path(out_dir) / "config.resolved.yaml"
+    try:
+        resolved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    root = (resolved.get("problem") or {}).get("root")
+    return str(root) if root else None

@@ -39,10 +39,11 @@ from clipasync.experiments.build import (
     build_stop,
     build_task,
     build_timing,
+    ray_runtime_env,
 )
 from clipasync.experiments.execute import RunOutcome, summarise
 from clipasync.experiments.grid import RunSpec
-from clipasync.experiments.loading import load_config
+from clipasync.experiments.loading import load_config, saved_root
 from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import (
     ARRIVALS_FILE,
@@ -229,7 +230,11 @@ def run_experiment_on_ray(
             "checkpoint_every": checkpoint_every,
         },
     )
-    start_ray(address, num_cpus)
+    start_ray(
+        address,
+        num_cpus,
+        runtime_env=ray_runtime_env([s.problem for s in specs], out, address),
+    )
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         for spec in specs:
@@ -277,6 +282,7 @@ def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
         out / SOURCE_FILE,
         list(settings.get("overrides", [])),
         profile=settings.get("profile"),
+        root=saved_root(out),
     )
     return run_experiment_on_ray(
         config,

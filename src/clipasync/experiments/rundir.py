@@ -9,7 +9,9 @@
       runs/<run_id>/         summary.json, evals.csv, arrivals.csv.gz (gzip-compressed
                              CSV; runs of older versions have arrivals.csv) (atomic
                              rename), final_x.npy (last iterate; only with
-                             diagnostics "final")
+                             diagnostics "final"), weights.pt (a PyTorch
+                             state_dict: user problems on the simulator, every
+                             PyTorch problem on Ray)
       diagnostics.json       tail indices of the gradient noise (experiments.diagnose)
       summary.csv, report.md, *.png   (clipasync.reports.report.build_report)
 
@@ -19,13 +21,14 @@ running it again; leftovers of killed runs are removed and redone.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from clipasync.experiments.build import check_user_problems
 from clipasync.experiments.execute import RunOutcome
 from clipasync.experiments.grid import RunSpec, expand
 from clipasync.experiments.schema import ExperimentConfig
@@ -66,14 +69,18 @@ def save_run(
     runs_dir: Path,
     record_arrivals: bool = True,
     save_final: bool = False,
+    extra: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write a run as ``runs_dir/<run_id>/`` atomically (temp dir, then rename).
 
     With ``save_final`` the last iterate is kept as ``final_x.npy`` (for
-    diagnostics measured at the end of a run).
+    diagnostics measured at the end of a run); ``extra(tmp)`` writes further
+    files into the run's folder before it is complete (``weights.pt``).
     """
     dest = runs_dir / str(outcome.summary["run_id"])
     with atomic_dir(dest) as tmp:
+        if extra is not None:
+            extra(tmp)
         if save_final and outcome.params is not None:
             np.save(tmp / FINAL_POINT_FILE, np.asarray(outcome.params))
         if record_arrivals:
@@ -100,11 +107,15 @@ def load_summary(run_dir: Path) -> dict[str, Any] | None:
 
 def prepare_out_dir(config: ExperimentConfig, out: Path) -> tuple[Path, list[RunSpec]]:
     """Create ``out/runs``, clear leftovers of killed runs, write the resolved config
-    and the run index; return the runs directory and the expanded specs."""
+    and the run index; return the runs directory and the expanded specs.
+
+    A user problem (import path, data files) is built once before anything is
+    written (:func:`~clipasync.experiments.build.check_user_problems`)."""
     runs_dir = out / RUNS_DIR
+    specs = expand(config)
+    check_user_problems([s.problem for s in specs])
     runs_dir.mkdir(parents=True, exist_ok=True)
     remove_leftovers(runs_dir)
-    specs = expand(config)
     write_text_atomic(
         out / "config.resolved.yaml",
         yaml.safe_dump(config.resolved(), sort_keys=False, default_flow_style=None),

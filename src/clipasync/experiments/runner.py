@@ -13,25 +13,61 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from clipasync.experiments.build import one_torch_thread
+from clipasync.checkpoint import save_state_dict
+from clipasync.experiments.build import build_problem, one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
 from clipasync.experiments.grid import RunSpec
 from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import load_summary, prepare_out_dir, save_run
 from clipasync.experiments.schema import ExperimentConfig
+from clipasync.experiments.tensorboard import TENSORBOARD_DIR
+
+#: A user PyTorch run's weights at its last evaluation (``model.load_state_dict(
+#: torch.load(path, weights_only=True))``).
+WEIGHTS_FILE = "weights.pt"
+
+
+def weights_writer(spec: RunSpec, params: Any) -> Callable[[Path], None] | None:
+    """Return what writes a user PyTorch problem's weights ``params`` (those of the
+    run's last evaluation, which ``summary.json``'s ``final`` reports) into a run
+    folder, or ``None`` (not a user problem, not PyTorch, no iterate).
+
+    Only user problems (``factory``/``torch``): the built-in ones keep the files
+    they always had."""
+    if params is None or spec.problem.get("name") not in ("factory", "torch"):
+        return None
+    model = getattr(build_problem(spec.problem), "model", None)
+    if model is None or "torch" not in sys.modules:
+        return None
+
+    def write(folder: Path) -> None:
+        save_state_dict(model, params, folder / WEIGHTS_FILE)
+
+    return write
 
 
 def execute_and_save(
-    spec: RunSpec, runs_dir: str, save_final: bool = False
+    spec: RunSpec, runs_dir: str, save_final: bool = False, tensorboard: bool = False
 ) -> dict[str, Any]:
-    """Execute a spec and store it; return its summary (the unit of parallel work)."""
-    outcome = execute(spec)
-    save_run(outcome, Path(runs_dir), spec.record_arrivals, save_final)
+    """Execute a spec and store it; return its summary (the unit of parallel work).
+
+    With ``tensorboard`` its live scalars go to ``<out>/tensorboard/<run_id>/``.
+    """
+    board = Path(runs_dir).parent / TENSORBOARD_DIR / spec.run_id
+    outcome = execute(spec, board) if tensorboard else execute(spec)
+    save_run(
+        outcome,
+        Path(runs_dir),
+        spec.record_arrivals,
+        save_final,
+        extra=weights_writer(spec, outcome.evaluated),
+    )
     return outcome.summary
 
 
@@ -76,10 +112,11 @@ def _run_specs(
     workers: int,
     on_done: Callable[[dict[str, Any]], None],
     save_final: bool = False,
+    tensorboard: bool = False,
 ) -> None:
     if workers <= 1:
         for spec in specs:
-            on_done(execute_and_save(spec, str(runs_dir), save_final))
+            on_done(execute_and_save(spec, str(runs_dir), save_final, tensorboard))
         return
     # spawn/forkserver, not fork: forking a process that may hold BLAS or torch
     # threads can deadlock, and both give the same results as in-process runs.
@@ -91,7 +128,8 @@ def _run_specs(
         max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
     ) as pool:
         futures = [
-            pool.submit(execute_and_save, s, str(runs_dir), save_final) for s in specs
+            pool.submit(execute_and_save, s, str(runs_dir), save_final, tensorboard)
+            for s in specs
         ]
         try:
             for fut in cf.as_completed(futures):
@@ -132,6 +170,7 @@ def run_experiment(
     runs_dir, specs = prepare_out_dir(config, out)
     tail = config.diagnostics.tail_index if config.diagnostics else None
     save_final = tail is not None and "final" in tail.at
+    board = config.outputs is not None and config.outputs.tensorboard
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         pending = [s for s in specs if load_summary(runs_dir / s.run_id) is None]
@@ -139,7 +178,7 @@ def run_experiment(
             workers if workers is not None else config.workers, len(pending)
         )
         _execute_with_progress(
-            pending, runs_dir, n_workers, len(specs), progress, save_final, stage
+            pending, runs_dir, n_workers, len(specs), progress, save_final, stage, board
         )
 
     if config.protocol is None:
@@ -159,10 +198,11 @@ def _execute_with_progress(
     progress: bool,
     save_final: bool = False,
     stage: str | None = None,
+    tensorboard: bool = False,
 ) -> None:
     done_before = total - len(pending)
     if not progress:
-        _run_specs(pending, runs_dir, workers, lambda s: None, save_final)
+        _run_specs(pending, runs_dir, workers, lambda s: None, save_final, tensorboard)
         return
     from rich.progress import (
         BarColumn,
@@ -186,4 +226,11 @@ def _execute_with_progress(
         if done_before:
             label += f", {done_before} reused"
         task = bar.add_task(label, total=total, completed=done_before)
-        _run_specs(pending, runs_dir, workers, lambda s: bar.advance(task), save_final)
+        _run_specs(
+            pending,
+            runs_dir,
+            workers,
+            lambda s: bar.advance(task),
+            save_final,
+            tensorboard,
+        )

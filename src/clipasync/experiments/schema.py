@@ -39,6 +39,7 @@ from clipasync.experiments.methods import MethodConfig
 from clipasync.experiments.sections import (
     AvailabilityConfig,
     DiagnosticsConfig,
+    OutputsConfig,
     ProblemConfig,
     ProtocolConfig,
     StopConfig,
@@ -66,6 +67,7 @@ class ExperimentConfig(Strict):
     paper_reference: dict[str, dict[str, PositiveFloat]] | None = None
     availability: AvailabilityConfig | None = None
     protocol: ProtocolConfig | None = None
+    outputs: OutputsConfig | None = None
 
     @field_validator("workers", mode="before")
     @classmethod

@@ -16,6 +16,7 @@ each method's configuration on tuning seeds and scores it on fresh evaluation se
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Annotated, Any, Literal
 
@@ -73,6 +74,14 @@ class ProblemConfig(BaseModel):
     name: str
     noise: NoiseConfig | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _factory_name(cls, data: Any) -> Any:
+        # ``{factory: "mod:make", args: {...}}`` needs no name (Hydra's _target_).
+        if isinstance(data, dict) and "factory" in data and "name" not in data:
+            return {"name": "factory", **data}
+        return data
+
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
@@ -86,6 +95,23 @@ class ProblemConfig(BaseModel):
     def kwargs(self) -> dict[str, Any]:
         """Return the factory's keyword arguments (every key but name and noise)."""
         return dict(self.model_extra or {})
+
+
+class OutputsConfig(Strict):
+    """Optional outputs of a run: ``tensorboard: true`` writes live TensorBoard
+    scalars to ``<out>/tensorboard/<run_id>/``
+    (:mod:`clipasync.experiments.tensorboard`; simulator runs)."""
+
+    tensorboard: bool = False
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _installed(cls, on: bool) -> bool:
+        if on and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "needs the tensorboard package: pip install 'clipasync[tensorboard]'"
+            )
+        return on
 
 
 class OpenSystemConfig(Strict):

@@ -8,6 +8,10 @@
   redescending loss (Geman–McClure, Cauchy or Welsch), cheap and smooth.
 - :class:`TorchProblem`: any ``torch.nn.Module`` + loss + in-memory tensors.
 - :func:`mnist1d_mlp`: an MLP on procedurally generated MNIST-1D.
+- Your own: ``factory`` (:func:`~clipasync.problems.imported.imported_problem`,
+  any callable by import path returning a problem) and ``torch``
+  (:func:`~clipasync.problems.torch_spec.torch_problem`, a module and data files
+  by path, built into a :class:`TorchProblem`).
 - :func:`~clipasync.problems.paper_tasks.fashion_mnist_cnn` and
   :func:`~clipasync.problems.paper_tasks.kjv_char_lstm`: the paper-reproduction tasks
   (registered as ``fashion_mnist_cnn`` and ``kjv_char_lstm``). In a config the
@@ -30,7 +34,7 @@ Examples:
     ...
     clipasync.errors.ConfigError: unknown problem 'quadratic'; choose one of: \
 least_squares, logistic, mnist1d_mlp, fashion_mnist_cnn, kjv_char_lstm, \
-robust_regression
+robust_regression, factory, torch
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from clipasync.errors import ConfigError
 from clipasync.problems.base import Problem
 from clipasync.problems.datasets.tabular import DATASETS, FLIGHT_FEATURES
+from clipasync.problems.imported import imported_problem
 from clipasync.problems.least_squares import LeastSquares
 from clipasync.problems.logistic import LogisticRegression
 from clipasync.problems.noise import parse_noise_spec
@@ -117,6 +122,16 @@ def _label_skew(partition: Any) -> Any:
         raise ConfigError(f"partition: {exc}") from None
 
 
+def _torch(**kwargs: Any) -> Problem:
+    """Your own PyTorch model and data, declared in the config.
+
+    Lazy entry for :func:`clipasync.problems.torch_spec.torch_problem`.
+    """
+    from clipasync.problems.torch_spec import torch_problem
+
+    return torch_problem(**kwargs)
+
+
 def _fashion_mnist_cnn(**kwargs: Any) -> Problem:
     """Fashion-MNIST with a small CNN (the paper's Figures 2 and 4, CPU-sized).
 
@@ -181,6 +196,8 @@ PROBLEMS: dict[str, Callable[..., Problem]] = {
     "fashion_mnist_cnn": _fashion_mnist_cnn,
     "kjv_char_lstm": _kjv_char_lstm,
     "robust_regression": RobustRegression,
+    "factory": imported_problem,
+    "torch": _torch,
 }
 
 #: Wrapping entries -> the function whose signature validates the arguments.
@@ -194,6 +211,7 @@ _LAZY_TARGETS: dict[Callable[..., Problem], tuple[str, str]] = {
     _mnist1d_mlp: ("clipasync.problems.mnist1d", "mnist1d_mlp"),
     _fashion_mnist_cnn: ("clipasync.problems.paper_tasks", "fashion_mnist_cnn"),
     _kjv_char_lstm: ("clipasync.problems.paper_tasks", "kjv_char_lstm"),
+    _torch: ("clipasync.problems.torch_spec", "torch_problem"),
 }
 
 

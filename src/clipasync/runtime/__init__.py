@@ -5,6 +5,7 @@
 - :class:`RayPool`: one Ray actor per worker, locally or on a cluster
   (:func:`start_ray`, :mod:`clipasync.runtime.ray_session`); Ray itself is
   imported only when a pool or a session starts.
+- :class:`EmbeddedServer`: a policy behind ``pull``/``push`` for your own workers.
 - :func:`run_resumable`: :func:`clipasync.engine.run` with atomic checkpoints.
 - :mod:`clipasync.runtime.trace`: measured compute times as a replayable trace, and
   the simulated-vs-measured comparison.
@@ -19,11 +20,13 @@ from clipasync.runtime._oracle import (
     TaskFactory,
 )
 from clipasync.runtime.driver import run_resumable
+from clipasync.runtime.embedded import EmbeddedServer
 from clipasync.runtime.local_pool import LocalPool
 from clipasync.runtime.ray_pool import RayPool
 from clipasync.runtime.ray_session import start_ray
 
 __all__ = [
+    "EmbeddedServer",
     "LocalPool",
     "OracleWorker",
     "ProblemTask",

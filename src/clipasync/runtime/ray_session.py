@@ -44,7 +44,11 @@ def _loopback_node_ip(ray: Any) -> Iterator[None]:
         ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
-def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def start_ray(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    runtime_env: dict[str, Any] | None = None,
+) -> None:
     """Start or join Ray for this process (no-op if Ray is already initialised).
 
     Local Ray (``address=None``) is started fresh, never attached to another Ray on
@@ -58,6 +62,8 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     Args:
         address: Cluster to join, or ``None`` for a private local Ray.
         num_cpus: CPUs of the local Ray (ignored when joining a cluster).
+        runtime_env: Ray ``runtime_env`` of this job (e.g. ``working_dir``: the
+            user's modules and data shipped to every node).
 
     Raises:
         ConfigError: If ``num_cpus`` exceeds the machine's CPU count.
@@ -70,9 +76,11 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         host = address.removeprefix("ray://").rsplit(":", 1)[0]
         if host in ("127.0.0.1", "localhost"):  # a cluster on this machine's loopback
             with _loopback_node_ip(ray):
-                ray.init(address=address, configure_logging=False)
+                ray.init(
+                    address=address, configure_logging=False, runtime_env=runtime_env
+                )
         else:
-            ray.init(address=address, configure_logging=False)
+            ray.init(address=address, configure_logging=False, runtime_env=runtime_env)
         return
     machine = os.cpu_count() or 1
     cpus = machine if num_cpus is None else num_cpus
@@ -87,4 +95,5 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
             include_dashboard=False,
             _node_ip_address="127.0.0.1",
             configure_logging=False,
+            runtime_env=runtime_env,
         )
