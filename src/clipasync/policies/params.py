@@ -28,7 +28,7 @@ from clipasync.policies.hyper import (
     setting,
 )
 from clipasync.policies.rennala import Rennala, SyncMinibatch
-from clipasync.policies.ringmaster import Ringmaster
+from clipasync.policies.ringmaster import DelayCount, Ringmaster
 from clipasync.policies.staleness import (
     ConstantStaleness,
     StalenessFn,
@@ -140,32 +140,50 @@ class RingmasterParams(_ServerStep):
     delay_adaptive: bool = False
     adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
     cancel_stale: bool = False
+    #: What the delay counts; the record keeps the key only when it is not the
+    #: default, so run ids of the default are those of earlier versions.
+    delay_count: DelayCount | None = field(
+        default=None, metadata=setting(omit_none=True)
+    )
 
     def __post_init__(self) -> None:
         self._check_step()
         at_least("max_delay", self.max_delay, 1)
+        if self.delay_count is not None:
+            one_of("delay_count", self.delay_count, ("applied", "arrivals"))
 
 
 def build_ringmaster(p: RingmasterParams) -> ServerPolicy[Any]:
     return _policy(
-        Ringmaster(p.transform(), max_delay=p.max_delay, cancel_stale=p.cancel_stale)
+        Ringmaster(
+            p.transform(),
+            max_delay=p.max_delay,
+            cancel_stale=p.cancel_stale,
+            delay_count=p.delay_count or "applied",
+        )
     )
 
 
 def label_ringmaster(p: RingmasterParams) -> str:
     parts = [*_step_label(p.stepsize, p.max_norm), f"R={p.max_delay}"]
+    if p.delay_count == "arrivals":
+        parts.append("delay over arrivals")
     return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class RennalaParams(_ServerStep):
-    """Rennala SGD: one step with the mean of ``batch_size`` (B) fresh gradients."""
+    """Rennala SGD: one step with the mean of ``batch_size`` (B) fresh gradients.
+    ``cancel_stale``: restart every worker at each step (default ``False``, the
+    paper's rule: stale jobs finish and are ignored); run records written before
+    the option existed ran with ``True`` and read back so."""
 
     stepsize: float = field(metadata=axis("g"))
     max_norm: float | None = field(default=None, metadata=axis("c"))
     batch_size: int = field(metadata=axis("B"))
     delay_adaptive: bool = False
     adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+    cancel_stale: bool = field(default=False, metadata=setting(legacy=True))
 
     def __post_init__(self) -> None:
         self._check_step()
@@ -173,11 +191,15 @@ class RennalaParams(_ServerStep):
 
 
 def build_rennala(p: RennalaParams) -> ServerPolicy[Any]:
-    return _policy(Rennala(p.transform(), batch_size=p.batch_size))
+    return _policy(
+        Rennala(p.transform(), batch_size=p.batch_size, cancel_stale=p.cancel_stale)
+    )
 
 
 def label_rennala(p: RennalaParams) -> str:
     parts = [*_step_label(p.stepsize, p.max_norm), f"B={p.batch_size}"]
+    if p.cancel_stale:
+        parts.append("cancel stale")
     return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
 
 
