@@ -67,7 +67,13 @@ def execute(spec: RunSpec) -> RunOutcome:
     timing = build_timing(spec.timing)
     policy = build_policy(spec.policy, spec.params)
     task = build_task(spec.policy, spec.params, policy, problem)
-    pool = build_pool(timing, task, spec.seed, spec.availability)
+    pool = build_pool(
+        timing,
+        task,
+        spec.seed,
+        spec.availability,
+        spec.timing.get("tie_break", "start"),
+    )
     recorder = Recorder(keep_arrivals=True)
     t0 = time.perf_counter()
     try:

@@ -4,7 +4,11 @@
 jobs finish at ``start + compute_time`` where the compute time comes from a
 :mod:`clipasync.timing` model. Events live in a heap keyed ``(finish_time, seq)``:
 ``seq`` increases with every job start, so simultaneous finishes come out in the
-order their jobs started, the same way on every run (SimPy's tie-break).
+order their jobs started, the same way on every run (SimPy's tie-break). With
+``tie_break="worker"`` they come out by worker index instead (the key is
+``(finish_time, worker, job)``; a worker runs one job at a time), the order of
+simulators that keep one heap entry per worker, such as the public Tyurin–Richtárik
+simulators, so that their tie-sensitive counts can be matched exactly.
 
 Each worker runs one job at a time and keeps a FIFO queue of submitted jobs (the
 paper's Algorithm 2 queues jobs at busy workers). A job's gradient is computed when it
@@ -20,7 +24,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +33,10 @@ from clipasync.errors import ConfigError, SimulationExhausted
 from clipasync.seeding import Stream, root_sequence, stream
 from clipasync.timing import ComputeTimeModel, FixedTimes, TraceTimes
 from clipasync.types import Arrival, Seed, Task, Vector
+
+#: How simultaneous finishes are ordered: by job start (the default) or worker index.
+TieBreak = Literal["start", "worker"]
+TIE_BREAKS: tuple[TieBreak, ...] = ("start", "worker")
 
 # Compute times are drawn in vectorised blocks per worker; blocks start small and
 # double, so 10,000 workers that each run a few jobs do not draw 256 times each.
@@ -196,9 +204,22 @@ class SimulatedPool:
         timing: Compute-time model; its ``num_workers`` is the pool size.
         task: Computes a job's payload; ``None`` for timing-only runs.
         seed: Root seed; the pool uses the ``TIMING`` and ``ORACLE`` streams.
+        tie_break: Order of simultaneous finishes: ``"start"`` (job start order)
+            or ``"worker"`` (worker index).
     """
 
-    def __init__(self, timing: ComputeTimeModel, task: Task | None, seed: Seed) -> None:
+    def __init__(
+        self,
+        timing: ComputeTimeModel,
+        task: Task | None,
+        seed: Seed,
+        tie_break: TieBreak = "start",
+    ) -> None:
+        if tie_break not in TIE_BREAKS:
+            raise ConfigError(
+                f"tie_break must be 'start' or 'worker', got {tie_break!r}"
+            )
+        self._by_worker = tie_break == "worker"
         self.num_workers = timing.num_workers
         self._task = task
         self._sampler = TimeSampler(timing, seed)
@@ -249,7 +270,8 @@ class SimulatedPool:
             self._running[j.worker] = job
             return
         self._running[j.worker] = job
-        heapq.heappush(self._heap, (self._now + j.compute_time, self._seq, job))
+        key = j.worker if self._by_worker else self._seq
+        heapq.heappush(self._heap, (self._now + j.compute_time, key, job))
         self._seq += 1
 
     def _start_next(self, worker: int) -> None:
