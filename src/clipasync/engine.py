@@ -33,7 +33,7 @@ StopReason = Literal[
     "max_time", "max_updates", "max_arrivals", "target", "diverged", "exhausted"
 ]
 
-#: Metrics for which smaller is better; every other metric is maximised.
+#: Metrics for which smaller is better.
 MINIMISED = frozenset(
     {
         "loss",
@@ -47,6 +47,36 @@ MINIMISED = frozenset(
         "suboptimality",
     }
 )
+
+#: Metrics for which larger is better. A target on any other metric states its
+#: direction (a custom ``gap`` is not silently maximised and "reached" at t = 0).
+MAXIMISED = frozenset({"accuracy", "test_accuracy", "train_accuracy"})
+
+Direction = Literal["minimise", "maximise"]
+
+
+def metric_direction(metric: str, direction: str | None = None) -> Direction:
+    """Return whether a target on ``metric`` is minimised or maximised: the stated
+    ``direction``, else the known one of :data:`MINIMISED` / :data:`MAXIMISED`.
+
+    Raises:
+        ConfigError: One line, if the direction is neither stated nor known (or is
+            not ``minimise`` / ``maximise``).
+    """
+    if direction is not None:
+        if direction not in ("minimise", "maximise"):
+            raise ConfigError(
+                f"target direction must be 'minimise' or 'maximise', got {direction!r}"
+            )
+        return "minimise" if direction == "minimise" else "maximise"
+    if metric in MINIMISED:
+        return "minimise"
+    if metric in MAXIMISED:
+        return "maximise"
+    raise ConfigError(
+        f"target metric {metric!r} has no known direction; state it with "
+        "direction: minimise or direction: maximise"
+    )
 
 
 class WorkerPool(Protocol):
@@ -77,18 +107,25 @@ class WorkerPool(Protocol):
 
 @dataclass(frozen=True)
 class Target:
-    """Stop when ``metric`` reaches ``value`` (≤ for minimised metrics, ≥ otherwise).
+    """Stop when ``metric`` reaches ``value`` (≤ for minimised metrics, ≥ for
+    maximised ones).
 
     Args:
         metric: Name of an evaluation metric, e.g. ``"loss"`` or ``"test_accuracy"``.
         value: Threshold.
         confirm: Consecutive evaluations at the target that confirm it (>= 1); the
             run stops after the first such streak.
+        direction: ``"minimise"`` or ``"maximise"``; required unless the metric is
+            a known one (:func:`metric_direction`).
+
+    Raises:
+        ConfigError: On a bad ``confirm`` or a direction neither stated nor known.
     """
 
     metric: str
     value: float
     confirm: int = 1
+    direction: Direction | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -99,10 +136,11 @@ class Target:
             raise ConfigError(
                 f"target confirm must be an integer >= 1, got {self.confirm!r}"
             )
+        metric_direction(self.metric, self.direction)
 
     @property
     def minimise(self) -> bool:
-        return self.metric in MINIMISED
+        return metric_direction(self.metric, self.direction) == "minimise"
 
     def reached(self, metrics: dict[str, float]) -> bool:
         v = metrics.get(self.metric)

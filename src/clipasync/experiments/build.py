@@ -210,7 +210,10 @@ def build_stop(stop: dict[str, Any]) -> StopRule:
         max_updates=stop.get("max_updates"),
         max_arrivals=stop.get("max_arrivals"),
         target=Target(
-            target["metric"], float(target["value"]), int(target.get("confirm") or 1)
+            target["metric"],
+            float(target["value"]),
+            int(target.get("confirm") or 1),
+            target.get("direction"),
         )
         if target
         else None,
