@@ -349,6 +349,7 @@ def run(
         for w in reply.cancel:
             for job in inflight.pop(w, []):
                 pool.cancel(job)
+                rec.record_cancel(t, job, w)
                 cancelled += 1
         if reply.dispatch:
             dispatch(reply.dispatch)

@@ -34,12 +34,18 @@ class RunOutcome:
         summary: JSON-ready summary (see :func:`execute`).
         arrivals: Arrival columns (``Recorder.arrival_arrays``).
         evals: Evaluation rows.
+        params: The final iterate.
+        cancellations: One row per cancelled job
+            (``Recorder.cancellation_arrays``; empty columns if none).
     """
 
     summary: dict[str, Any]
     arrivals: dict[str, np.ndarray[Any, Any]] = field(repr=False)
     evals: list[dict[str, float]] = field(repr=False)
     params: np.ndarray[Any, Any] | None = field(default=None, repr=False)
+    cancellations: dict[str, np.ndarray[Any, Any]] = field(
+        default_factory=dict, repr=False
+    )
 
 
 def _nanmean(a: np.ndarray[Any, Any]) -> float:
@@ -131,7 +137,9 @@ def summarise(
         "frac_clipped": _nanmean(clipped),
         "mean_pre_clip_norm": _nanmean(arr["pre_clip_norm"]),
     }
-    return RunOutcome(summary, arr, recorder.evals, result.params)
+    return RunOutcome(
+        summary, arr, recorder.evals, result.params, recorder.cancellation_arrays()
+    )
 
 
 def _eval_at(evals: list[dict[str, float]], t: float | None) -> dict[str, float] | None:

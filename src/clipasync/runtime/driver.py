@@ -140,6 +140,15 @@ def _merge(base: Recorder, segment: Recorder, dt: float, out: Recorder) -> Recor
         new = new_rows.get(name, [math.nan] * len(new_rows["time"]))
         col.extend([t + dt for t in new] if name == "time" else new)
     out.evals = [*base.evals, *({**e, "time": e["time"] + dt} for e in segment.evals)]
+    # The segment's cancellations point at its own rows: shift them past the base's.
+    rows = len(old["time"])
+    b, s = base.cancellations, segment.cancellations
+    out.cancellations = {
+        "arrival": [*b["arrival"], *(i + rows for i in s["arrival"])],
+        "time": [*b["time"], *(t + dt for t in s["time"])],
+        "job": [*b["job"], *s["job"]],
+        "worker": [*b["worker"], *s["worker"]],
+    }
     return out
 
 
