@@ -27,6 +27,7 @@ from clipasync.policies.hyper import (
     positive,
     setting,
 )
+from clipasync.policies.picky import PickySGD
 from clipasync.policies.rennala import Rennala, SyncMinibatch
 from clipasync.policies.ringmaster import DelayCount, Ringmaster
 from clipasync.policies.staleness import (
@@ -222,6 +223,31 @@ def build_minibatch(p: MinibatchParams) -> ServerPolicy[Any]:
 
 def label_minibatch(p: MinibatchParams) -> str:
     parts = _step_label(p.stepsize, p.max_norm)
+    return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PickyParams(_ServerStep):
+    """Picky SGD (Cohen et al. 2021): a gradient is applied only if the iterate moved
+    at most ``threshold`` since its job was dispatched, ‖x_k − x_v‖ ≤ threshold."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    threshold: float = field(metadata=axis("th"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+
+    def __post_init__(self) -> None:
+        self._check_step()
+        positive("threshold", self.threshold, finite=False)
+
+
+def build_picky(p: PickyParams) -> ServerPolicy[Any]:
+    return _policy(PickySGD(p.transform(), threshold=p.threshold))
+
+
+def label_picky(p: PickyParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"θ={fmt_value(p.threshold)}"]
     return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
 
 

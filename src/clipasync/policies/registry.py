@@ -252,3 +252,14 @@ register(
         example=p.NormalizedSGDParams(stepsize=0.05, assign="random"),
     )
 )
+register(
+    MethodEntry(
+        "picky_sgd",
+        "Picky SGD (Cohen et al. 2021): apply a gradient only if the iterate moved "
+        "at most threshold since its job was dispatched",
+        p.PickyParams,
+        p.build_picky,
+        p.label_picky,
+        example=p.PickyParams(stepsize=0.1, max_norm=1.0, threshold=0.05),
+    )
+)
