@@ -85,7 +85,11 @@ class WorkerPool(Protocol):
     num_workers: int
 
     def submit(self, worker: int, x: Vector, version: int) -> int:
-        """Queue a job on ``worker`` at model ``x`` (server version ``version``)."""
+        """Queue a job on ``worker`` at model ``x`` (server version ``version``).
+
+        A pool that can abandon jobs also takes ``time_limit=t`` (keyword): a job
+        whose compute time exceeds t arrives at start + t with ``timed_out`` set
+        (see :data:`TIME_LIMITS`)."""
         ...
 
     def cancel(self, job: int) -> None:
@@ -103,6 +107,10 @@ class WorkerPool(Protocol):
     def close(self) -> None:
         """Release resources."""
         ...
+
+
+#: The attribute by which a pool says that its ``submit`` takes ``time_limit``.
+TIME_LIMITS = "supports_time_limits"
 
 
 @dataclass(frozen=True)
@@ -260,10 +268,24 @@ def run(
     inflight: dict[int, list[int]] = {}
     counts = {"arrivals": 0, "applied": 0, "discarded": 0, "skipped": 0, "cancelled": 0}
 
+    # A policy with a time_limit(worker) method (MindFlayer) has its jobs abandoned
+    # past that limit by the pool; every other policy submits as it always has.
+    limit_of: Callable[[int], float | None] | None = getattr(policy, "time_limit", None)
+
     def dispatch(workers: tuple[int, ...]) -> None:
         x, v = policy.params(state), policy.version(state)
         for w in workers:
-            inflight.setdefault(w, []).append(pool.submit(w, x, v))
+            limit = None if limit_of is None else limit_of(w)
+            if limit is None:
+                job = pool.submit(w, x, v)
+            elif getattr(pool, TIME_LIMITS, False):
+                job = pool.submit(w, x, v, time_limit=limit)  # type: ignore[call-arg]
+            else:
+                raise ConfigError(
+                    f"policy {policy.name!r} abandons jobs past a time limit, which "
+                    f"{type(pool).__name__} cannot do (use the simulator or LocalPool)"
+                )
+            inflight.setdefault(w, []).append(job)
 
     initial_loss: float | None = None
     time_to_target: float | None = None

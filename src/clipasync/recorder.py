@@ -8,11 +8,11 @@ so that ``pandas.read_csv`` loads a run in one line.
 
 Optional columns (:data:`OPTIONAL_ARRIVAL_COLUMNS`: the client ``delta_norm``,
 ``staleness_weight`` and ``mixing`` that FedBuff and FedAsync put in ``Reply.info``,
-and Picky SGD's distance ``moved`` = ‖x_k − x_v‖) are added after the fixed ones the
-first time a reply carries the key, with NaN for the rows before it and for later
-replies without it. A run whose policy never reports them has exactly the fixed
-columns, so its CSV is unchanged, and a core run pays one dict lookup per optional
-key per arrival.
+Picky SGD's distance ``moved`` = ‖x_k − x_v‖ and MindFlayer's ``timed_out``) are
+added after the fixed ones the first time a reply carries the key, with NaN for the
+rows before it and for later replies without it. A run whose policy never reports
+them has exactly the fixed columns, so its CSV is unchanged, and a core run pays one
+dict lookup per optional key per arrival.
 
 Cancellations (a reply's ``cancel``, applied by the engine) are recorded per event in
 a third table, :attr:`Recorder.cancellations`: one row per cancelled job with the
@@ -49,7 +49,13 @@ ARRIVAL_COLUMNS = (
 )
 
 #: ``Reply.info`` keys recorded as extra columns when a policy reports them.
-OPTIONAL_ARRIVAL_COLUMNS = ("delta_norm", "staleness_weight", "mixing", "moved")
+OPTIONAL_ARRIVAL_COLUMNS = (
+    "delta_norm",
+    "staleness_weight",
+    "mixing",
+    "moved",
+    "timed_out",
+)
 
 #: Columns of the cancellation table (one row per cancelled job).
 CANCEL_COLUMNS = ("arrival", "time", "job", "worker")

@@ -96,9 +96,9 @@ class _CountingPool(SimulatedPool):
         super().__init__(*args)
         self.submitted = 0
 
-    def submit(self, worker: int, x: Any, version: int) -> int:
+    def submit(self, worker: int, x: Any, version: int, **kw: Any) -> int:
         self.submitted += 1
-        return super().submit(worker, x, version)
+        return super().submit(worker, x, version, **kw)
 
 
 def _simulate(

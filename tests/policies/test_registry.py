@@ -42,7 +42,7 @@ def test_registry_lists_the_seven_methods_and_rejects_a_second_entry() -> None:
         "normalized_sgd",
     )
     assert [e.federated for e in entries()[:7]] == [False] * 4 + [True] * 2 + [False]
-    assert {"picky_sgd"} <= set(names())
+    assert {"picky_sgd", "mindflayer"} <= set(names())
     assert lookup("fedasync").axes == ("mixing", "local_stepsize", "client_max_norm")
     assert "delay_adaptive" not in lookup("fedbuff").fields  # a recorded constant
     with pytest.raises(ConfigError, match="already registered"):

@@ -27,6 +27,7 @@ from clipasync.policies.hyper import (
     positive,
     setting,
 )
+from clipasync.policies.mindflayer import MindFlayer
 from clipasync.policies.picky import PickySGD
 from clipasync.policies.rennala import Rennala, SyncMinibatch
 from clipasync.policies.ringmaster import DelayCount, Ringmaster
@@ -248,6 +249,77 @@ def build_picky(p: PickyParams) -> ServerPolicy[Any]:
 
 def label_picky(p: PickyParams) -> str:
     parts = [*_step_label(p.stepsize, p.max_norm), f"θ={fmt_value(p.threshold)}"]
+    return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
+
+
+def _limits(value: Any) -> tuple[float, ...]:
+    """A time-limit list of a YAML file or run record as a tuple of floats."""
+    if isinstance(value, (int, float)):
+        return (float(value),)
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MindFlayerParams(_ServerStep):
+    """MindFlayer SGD (Maranjyan et al. 2024): Rennala's batch of ``batch_size`` (B)
+    gradients, each job abandoned and restarted once it runs past ``time_limit``
+    (the same t for every worker, a grid axis) or ``time_limits`` (one t_i per
+    worker); ``cancel_stale`` restarts every worker at each step (default)."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    batch_size: int = field(metadata=axis("B"))
+    time_limit: float | None = field(default=None, metadata=axis("t"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+    time_limits: tuple[float, ...] | None = field(
+        default=None,
+        metadata=setting(parse=_limits, yaml=list[float] | None, omit_none=True),
+    )
+    cancel_stale: bool = True
+
+    def __post_init__(self) -> None:
+        self._check_step()
+        at_least("batch_size", self.batch_size, 1)
+        if (self.time_limit is None) == (self.time_limits is None):
+            raise HyperparameterError(
+                "time_limit",
+                "give time_limit (one t for every worker) or time_limits (one t_i "
+                "per worker), not both",
+            )
+        if self.time_limit is not None:
+            positive("time_limit", self.time_limit, finite=False)
+        for t in self.time_limits or ():
+            positive("time_limits", t, finite=False)
+
+    @property
+    def limits(self) -> tuple[float, ...]:
+        """t_i per worker, or the one t."""
+        if self.time_limits is not None:
+            return self.time_limits
+        assert self.time_limit is not None
+        return (self.time_limit,)
+
+
+def build_mindflayer(p: MindFlayerParams) -> ServerPolicy[Any]:
+    return _policy(
+        MindFlayer(
+            p.transform(),
+            p.batch_size,
+            time_limits=p.limits,
+            cancel_stale=p.cancel_stale,
+        )
+    )
+
+
+def label_mindflayer(p: MindFlayerParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"B={p.batch_size}"]
+    if p.time_limit is not None:
+        parts.append(f"t={fmt_value(p.time_limit)}")
+    else:
+        parts.append("t_i=" + "/".join(fmt_value(t) for t in p.limits))
+    if not p.cancel_stale:
+        parts.append("stale jobs finish")
     return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
 
 

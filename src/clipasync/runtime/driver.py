@@ -40,7 +40,14 @@ from clipasync.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from clipasync.engine import Evaluate, RunResult, StopRule, WorkerPool, run
+from clipasync.engine import (
+    TIME_LIMITS,
+    Evaluate,
+    RunResult,
+    StopRule,
+    WorkerPool,
+    run,
+)
 from clipasync.errors import ConfigError
 from clipasync.policies.base import ServerPolicy
 from clipasync.recorder import Recorder
@@ -75,6 +82,11 @@ class _TrackedPolicy:
     def start(self, state: Any) -> tuple[int, ...]:
         return self.policy.start(state)
 
+    def time_limit(self, worker: int) -> float | None:
+        """The policy's time limit of ``worker``'s jobs, if it has any."""
+        limit = getattr(self.policy, "time_limit", None)
+        return None if limit is None else limit(worker)
+
     def on_arrival(self, state: Any, arrival: Arrival) -> tuple[Any, Reply]:
         self.state, reply = self.policy.on_arrival(state, arrival)
         return self.state, reply
@@ -106,8 +118,18 @@ class _CheckpointingPool:
         self.last_time = 0.0
         self._before_next = before_next
 
-    def submit(self, worker: int, x: Vector, version: int) -> int:
-        job = self.pool.submit(worker, x, version) + self.first_job
+    @property
+    def supports_time_limits(self) -> bool:
+        return bool(getattr(self.pool, TIME_LIMITS, False))
+
+    def submit(
+        self, worker: int, x: Vector, version: int, time_limit: float | None = None
+    ) -> int:
+        if time_limit is None:
+            job = self.pool.submit(worker, x, version)
+        else:
+            job = self.pool.submit(worker, x, version, time_limit=time_limit)  # type: ignore[call-arg]
+        job += self.first_job
         self.next_job = max(self.next_job, job + 1)
         return job
 

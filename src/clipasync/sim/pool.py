@@ -195,6 +195,8 @@ class _Job:
     start: float = -1.0
     compute_time: float = 0.0
     cancelled: bool = False
+    time_limit: float | None = None
+    timed_out: bool = False
 
 
 class SimulatedPool:
@@ -244,14 +246,26 @@ class SimulatedPool:
         """Number of submitted jobs not yet arrived or cancelled."""
         return len(self._jobs)
 
-    def submit(self, worker: int, x: Vector | None, version: int) -> int:
+    #: ``submit`` takes ``time_limit`` (engine.TIME_LIMITS).
+    supports_time_limits = True
+
+    def submit(
+        self,
+        worker: int,
+        x: Vector | None,
+        version: int,
+        time_limit: float | None = None,
+    ) -> int:
+        """Queue a job; with ``time_limit`` t, a job whose drawn compute time
+        exceeds t is abandoned at start + t (it arrives ``timed_out``, without a
+        payload and without an oracle draw)."""
         if not 0 <= worker < self.num_workers:
             raise ConfigError(
                 f"worker must be in [0, {self.num_workers}), got {worker}"
             )
         job = self._next_job
         self._next_job += 1
-        self._jobs[job] = _Job(worker, x, version)
+        self._jobs[job] = _Job(worker, x, version, time_limit=time_limit)
         if self._running[worker] is None:
             self._start(job)
         else:
@@ -270,6 +284,8 @@ class SimulatedPool:
             self._running[j.worker] = job
             return
         self._running[j.worker] = job
+        if j.time_limit is not None and j.compute_time > j.time_limit:
+            j.compute_time, j.timed_out = j.time_limit, True
         key = j.worker if self._by_worker else self._seq
         heapq.heappush(self._heap, (self._now + j.compute_time, key, job))
         self._seq += 1
@@ -302,9 +318,11 @@ class SimulatedPool:
             w = j.worker
             self._start_next(w)
             payload = None
-            if self._task is not None and j.x is not None:
+            if self._task is not None and j.x is not None and not j.timed_out:
                 payload = self._task(w, j.x, self._oracle_rng(w))
-            return Arrival(job, w, j.version, payload, finish, j.compute_time)
+            return Arrival(
+                job, w, j.version, payload, finish, j.compute_time, j.timed_out
+            )
         raise SimulationExhausted("no job in flight")
 
     def close(self) -> None:
