@@ -181,7 +181,7 @@ class Recorder:
 
     def arrival_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Return the arrival columns as numpy arrays."""
-        ints = {"job", "worker", "version", "delay"}
+        ints = {"job", "worker", "version", "delay", CANCELLED}
         bools = {"applied", "discarded", "skipped"}
         out: dict[str, npt.NDArray[Any]] = {}
         for name, col in self.arrivals.items():

@@ -3,19 +3,22 @@ else, against hand-derived schedules on fixed compute times (ties by start order
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
+import pytest
 
 from clipasync.engine import RunResult, StopRule, run
+from clipasync.policies.async_sgd import AsyncSGD
 from clipasync.policies.params import RennalaParams, RingmasterParams
 from clipasync.policies.registry import label, lookup
-from clipasync.policies.rennala import Rennala
+from clipasync.policies.rennala import Rennala, SyncMinibatch
 from clipasync.policies.ringmaster import Ringmaster
 from clipasync.sim import SimulatedPool
-from clipasync.timing import FixedTimes
-from clipasync.transforms import scale
-from tests.conftest import ROOT, diag_quadratic_grad
+from clipasync.timing import FixedTimes, random_times
+from clipasync.transforms import chain, clip_by_norm, scale
+from tests.conftest import ROOT, diag_quadratic_grad, noisy_quadratic_grad
 
 
 def _run(policy: object, times: tuple[float, ...], stop: StopRule) -> RunResult:
@@ -139,3 +142,74 @@ def test_ringmaster_cancel_over_arrivals_counts_discards():
     assert a.counts == b.counts
     np.testing.assert_array_equal(a.params, b.params)
     assert a.counts["cancelled"] > 0 and a.counts["discarded"] == 0
+
+
+# --- defaults keep the records of before --------------------------------------
+
+FIXED_COLUMNS = (
+    "time",
+    "job",
+    "worker",
+    "version",
+    "delay",
+    "applied",
+    "discarded",
+    "skipped",
+    "pre_clip_norm",
+    "clipped",
+    "stepsize",
+    "compute_time",
+)
+
+#: Digests of the fixed arrival columns and the final iterate of 300 arrivals, as
+#: written by the code before these options existed (commit b7088b2); Rennala's
+#: old default is the cancelling variant.
+BEFORE = {
+    "async": (
+        lambda: AsyncSGD(chain(clip_by_norm(1.0), scale(0.05)), assign="random"),
+        ("885a3637b9943948", "1cb0d339ca2ea5f1"),
+    ),
+    "ringmaster": (
+        lambda: Ringmaster(scale(0.05), max_delay=3),
+        ("bed7671865721434", "99426484a9fe012b"),
+    ),
+    "ringmaster_cancel": (
+        lambda: Ringmaster(scale(0.05), max_delay=3, cancel_stale=True),
+        ("3ae4d76ed8b308e2", "df0509b2e3dd4111"),
+    ),
+    "minibatch": (
+        lambda: SyncMinibatch(scale(0.05)),
+        ("cc0ca8f0ce20e10a", "f954bab25ae5ae0a"),
+    ),
+    "rennala_cancel": (
+        lambda: Rennala(scale(0.05), batch_size=3, cancel_stale=True),
+        ("c8cc5b658c84a8bb", "64487cc3ca2bc23b"),
+    ),
+}
+
+
+def _digest(policy: object, timing: object) -> str:
+    pool = SimulatedPool(timing, noisy_quadratic_grad, seed=3)  # type: ignore[arg-type]
+    res = run(
+        policy,  # type: ignore[arg-type]
+        pool,
+        np.ones(3),
+        stop=StopRule(max_arrivals=300),
+        rng=np.random.default_rng(3),
+    )
+    a = res.recorder.arrival_arrays()
+    h = hashlib.sha256()
+    for col in FIXED_COLUMNS:
+        h.update(np.ascontiguousarray(a[col]).tobytes())
+    h.update(res.params.tobytes())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("name", list(BEFORE))
+def test_default_options_keep_the_records_of_before(name):
+    make, want = BEFORE[name]
+    timings = (
+        FixedTimes((1.0, 1.0, 2.0, 3.0)),
+        random_times("exponential", [1.0, 1.0, 2.0, 3.0], None),
+    )
+    assert tuple(_digest(make(), t) for t in timings) == want

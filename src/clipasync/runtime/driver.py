@@ -50,7 +50,7 @@ from clipasync.engine import (
 )
 from clipasync.errors import ConfigError
 from clipasync.policies.base import ServerPolicy
-from clipasync.recorder import Recorder
+from clipasync.recorder import CANCELLED, Recorder
 from clipasync.types import Arrival, Reply, Vector
 
 _COUNTS = ("arrivals", "applied", "discarded", "skipped", "cancelled")
@@ -158,8 +158,10 @@ def _merge(base: Recorder, segment: Recorder, dt: float, out: Recorder) -> Recor
     for name in dict.fromkeys([*cols, *old, *new_rows]):
         col = cols.setdefault(name, [])
         col.clear()
-        col.extend(old.get(name, [math.nan] * len(old["time"])))
-        new = new_rows.get(name, [math.nan] * len(new_rows["time"]))
+        # A part that cancelled nothing has no cancellation count: 0, not unknown.
+        fill = 0 if name == CANCELLED else math.nan
+        col.extend(old.get(name, [fill] * len(old["time"])))
+        new = new_rows.get(name, [fill] * len(new_rows["time"]))
         col.extend([t + dt for t in new] if name == "time" else new)
     out.evals = [*base.evals, *({**e, "time": e["time"] + dt} for e in segment.evals)]
     # The segment's cancellations point at its own rows: shift them past the base's.
