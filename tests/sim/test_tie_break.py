@@ -10,8 +10,9 @@ from clipasync.errors import ConfigError
 from clipasync.experiments import validate_config
 from clipasync.experiments.execute import execute
 from clipasync.experiments.grid import expand
+from clipasync.policies.async_sgd import AsyncSGD
 from clipasync.policies.rennala import Rennala
-from clipasync.sim import SimulatedPool
+from clipasync.sim import SimulatedPool, simulate_timing
 from clipasync.timing import FixedTimes
 from clipasync.transforms import scale
 from tests.conftest import diag_quadratic_grad, tiny_experiment
@@ -93,3 +94,25 @@ def test_yaml_tie_break_reaches_the_pool_and_default_keeps_run_ids():
     np.testing.assert_array_equal(a.arrivals["worker"], b.arrivals["worker"])
     assert a.arrivals["worker"].tolist() != c.arrivals["worker"].tolist()
     np.testing.assert_array_equal(a.arrivals["time"], c.arrivals["time"])
+
+
+def test_timing_only_simulation_breaks_ties_the_same_way():
+    # Algorithm 1 (every arrival applied): the timing-only event loop gives the
+    # delays of a full run, under either tie-break.
+    timing = FixedTimes((1.0, 1.0, 2.0, 0.5))
+    for tie in ("start", "worker"):
+        summary = simulate_timing(timing, 60, 0, tie)  # type: ignore[arg-type]
+        pool = SimulatedPool(timing, None, 0, tie)  # type: ignore[arg-type]
+        res = run(
+            AsyncSGD(scale(0.1)),
+            pool,
+            np.ones(2),
+            stop=StopRule(max_arrivals=60),
+            rng=np.random.default_rng(0),
+        )
+        a = res.recorder.arrival_arrays()
+        np.testing.assert_array_equal(summary.workers, a["worker"])
+        np.testing.assert_array_equal(summary.delays, a["delay"])
+    start = simulate_timing(timing, 60, 0, "start")
+    worker = simulate_timing(timing, 60, 0, "worker")
+    assert start.workers.tolist() != worker.workers.tolist()

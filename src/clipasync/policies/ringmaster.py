@@ -12,10 +12,13 @@ worker wastes time on a gradient that will be thrown away.
 
 ``delay_count`` says what δ counts: ``"applied"`` (the default, the paper's
 δ = k − v over applied updates) or ``"arrivals"``, every arrival since the job was
-dispatched, discarded ones included (the threshold rule that the Tyurin–Richtárik
-simulators call asynchronous SGD with a delay threshold). With ``"arrivals"`` the
-transform still sees the version delay k − v (e.g. for a delay-adaptive stepsize),
-and stale jobs are cancelled after any arrival that makes them hopeless.
+dispatched, discarded ones included (a threshold rule over arrivals, as asynchronous
+SGD with a delay threshold is also written). The two differ only once something is
+discarded: with stops, as in the public simulator of Maranjyan, Tyurin & Richtárik
+whose Ringmaster applies every arrival, they agree
+(``tests/sim/test_public_simulator.py``). With ``"arrivals"`` the transform still
+sees the version delay k − v (e.g. for a delay-adaptive stepsize), and stale jobs
+are cancelled after any arrival that makes them hopeless.
 
 Note:
     The paper's analysis uses T = scale(γ); any transform can be plugged in (e.g.
