@@ -23,7 +23,9 @@ gives each dispatched job its limit; the engine submits it with
 start + t_i (:class:`~clipasync.sim.SimulatedPool`; the in-process
 :class:`~clipasync.runtime.LocalPool` on its injected times). The abandoned job
 arrives as ``Arrival.timed_out`` without a payload and is counted as discarded (the
-arrival column ``timed_out`` marks it).
+arrival column ``timed_out`` marks it). A pool that cannot abandon jobs (Ray, the
+dropout wrapper, an open system) refuses the method with one ConfigError at its
+first dispatch.
 
 Departure from the paper's pseudo-code (as we read it): there each round gives
 worker i a fixed number B_i of attempts of at most t_i each and averages the
