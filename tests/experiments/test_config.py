@@ -160,8 +160,10 @@ def test_target_direction_is_stated_for_an_unknown_metric() -> None:
     raw["stop"] = {"max_time": 12, "target": {"metric": "gap", "value": 0.1}}
     with pytest.raises(ConfigError) as info:
         validate_config(raw)
-    assert str(info.value).startswith("config error at stop.target")
-    assert "'gap' has no known direction" in str(info.value)
+    assert str(info.value) == (
+        "config error at stop.target: target metric 'gap' has no known direction; "
+        "state it with direction: minimise or direction: maximise"
+    )
     assert "\n" not in str(info.value)
     raw["stop"]["target"]["direction"] = "minimise"
     cfg = validate_config(raw)

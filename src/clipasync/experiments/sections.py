@@ -136,7 +136,7 @@ class TargetConfig(Strict):
         try:
             metric_direction(self.metric, self.direction)
         except ConfigError as exc:
-            raise ValueError(f"stop.target.direction: {exc}") from None
+            raise ValueError(str(exc)) from None
         return self
 
 
