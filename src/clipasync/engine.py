@@ -274,8 +274,12 @@ def run(
 
     def dispatch(workers: tuple[int, ...]) -> None:
         x, v = policy.params(state), policy.version(state)
+        if limit_of is None:  # the hot path: no time limits
+            for w in workers:
+                inflight.setdefault(w, []).append(pool.submit(w, x, v))
+            return
         for w in workers:
-            limit = None if limit_of is None else limit_of(w)
+            limit = limit_of(w)
             if limit is None:
                 job = pool.submit(w, x, v)
             elif getattr(pool, TIME_LIMITS, False):
