@@ -43,7 +43,8 @@ POLICIES = {
     "delay": AsyncSGD(scale_by_delay(0.1)),
     "ringmaster": Ringmaster(scale(0.1), max_delay=math.inf),
     "ringmaster_cancel": Ringmaster(scale(0.1), max_delay=3, cancel_stale=True),
-    "rennala": Rennala(scale(0.1), batch_size=3),
+    "rennala": Rennala(scale(0.1), batch_size=3, cancel_stale=True),
+    "rennala_paper": Rennala(scale(0.1), batch_size=3),
     "minibatch": SyncMinibatch(scale(0.1)),
 }
 

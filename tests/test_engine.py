@@ -56,3 +56,35 @@ def test_stop_rule_needs_a_budget():
         StopRule()
     with pytest.raises(ConfigError, match="max_time must be positive"):
         StopRule(max_time=-1)
+
+
+def _gap_run(target: Target):
+    pool = SimulatedPool(FixedTimes((1.0,) * 4), noisy_quadratic_grad, seed=0)
+    return run(
+        AsyncSGD(scale(0.05)),
+        pool,
+        np.full(3, 5.0),
+        stop=StopRule(max_time=500, target=target),
+        rng=np.random.default_rng(0),
+        evaluate=lambda x: {"loss": 0.5 * float(x @ x), "gap": 0.5 * float(x @ x)},
+        eval_every=2.0,
+    )
+
+
+def test_a_target_states_its_direction_unless_the_metric_is_known():
+    # A custom "gap" (here equal to the loss) used to be maximised by name and
+    # "reached" at t = 0; now it needs a direction, and minimised it is reached
+    # exactly when the same target on the loss is.
+    with pytest.raises(ConfigError, match="'gap' has no known direction"):
+        Target("gap", 1.0)
+    with pytest.raises(ConfigError, match="must be 'minimise' or 'maximise'"):
+        Target("gap", 1.0, direction="down")  # type: ignore[arg-type]
+    gap = _gap_run(Target("gap", 1.0, direction="minimise"))
+    loss = _gap_run(Target("loss", 1.0))
+    assert gap.time_to_target == loss.time_to_target > 0
+    assert _gap_run(Target("gap", 1.0, direction="maximise")).time_to_target == 0.0
+    # Known metrics keep their direction; stating the known one changes nothing.
+    assert Target("loss", 1.0).minimise and not Target("test_accuracy", 0.9).minimise
+    stated = _gap_run(Target("loss", 1.0, direction="minimise"))
+    assert stated.time_to_target == loss.time_to_target
+    assert stated.recorder.evals == loss.recorder.evals

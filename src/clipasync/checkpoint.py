@@ -280,6 +280,8 @@ def save_checkpoint(directory: str | os.PathLike[str], ckpt: Checkpoint) -> Path
     }
     for name, col in ckpt.records.arrival_arrays().items():
         arrays[f"rec/{name}"] = col
+    for name, col in ckpt.records.cancellation_arrays().items():
+        arrays[f"cancel/{name}"] = col
     npz = f"arrays-{seq:06d}.npz"
     meta["arrays"] = npz
     _write_atomic(d / npz, lambda fh: np.savez(fh, **arrays))  # type: ignore[arg-type]
@@ -311,6 +313,8 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
     for key, values in arrays.items():  # every saved column, optional ones included
         if key.startswith("rec/"):
             cols.setdefault(key[len("rec/") :], []).extend(values.tolist())
+        elif key.startswith("cancel/"):  # absent in checkpoints of older versions
+            rec.cancellations[key[len("cancel/") :]] = values.tolist()
     rec.evals = decode_tree(meta["evals"], arrays)
     return Checkpoint(
         state=decode_tree(meta["state"], arrays),

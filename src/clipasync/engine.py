@@ -33,7 +33,7 @@ StopReason = Literal[
     "max_time", "max_updates", "max_arrivals", "target", "diverged", "exhausted"
 ]
 
-#: Metrics for which smaller is better; every other metric is maximised.
+#: Metrics for which smaller is better.
 MINIMISED = frozenset(
     {
         "loss",
@@ -48,6 +48,36 @@ MINIMISED = frozenset(
     }
 )
 
+#: Metrics for which larger is better. A target on any other metric states its
+#: direction (a custom ``gap`` is not silently maximised and "reached" at t = 0).
+MAXIMISED = frozenset({"accuracy", "test_accuracy", "train_accuracy"})
+
+Direction = Literal["minimise", "maximise"]
+
+
+def metric_direction(metric: str, direction: str | None = None) -> Direction:
+    """Return whether a target on ``metric`` is minimised or maximised: the stated
+    ``direction``, else the known one of :data:`MINIMISED` / :data:`MAXIMISED`.
+
+    Raises:
+        ConfigError: One line, if the direction is neither stated nor known (or is
+            not ``minimise`` / ``maximise``).
+    """
+    if direction is not None:
+        if direction not in ("minimise", "maximise"):
+            raise ConfigError(
+                f"target direction must be 'minimise' or 'maximise', got {direction!r}"
+            )
+        return "minimise" if direction == "minimise" else "maximise"
+    if metric in MINIMISED:
+        return "minimise"
+    if metric in MAXIMISED:
+        return "maximise"
+    raise ConfigError(
+        f"target metric {metric!r} has no known direction; state it with "
+        "direction: minimise or direction: maximise"
+    )
+
 
 class WorkerPool(Protocol):
     """Runs jobs and reports them as they finish (simulated or real)."""
@@ -55,7 +85,11 @@ class WorkerPool(Protocol):
     num_workers: int
 
     def submit(self, worker: int, x: Vector, version: int) -> int:
-        """Queue a job on ``worker`` at model ``x`` (server version ``version``)."""
+        """Queue a job on ``worker`` at model ``x`` (server version ``version``).
+
+        A pool that can abandon jobs also takes ``time_limit=t`` (keyword): a job
+        whose compute time exceeds t arrives at start + t with ``timed_out`` set
+        (see :data:`TIME_LIMITS`)."""
         ...
 
     def cancel(self, job: int) -> None:
@@ -75,20 +109,31 @@ class WorkerPool(Protocol):
         ...
 
 
+#: The attribute by which a pool says that its ``submit`` takes ``time_limit``.
+TIME_LIMITS = "supports_time_limits"
+
+
 @dataclass(frozen=True)
 class Target:
-    """Stop when ``metric`` reaches ``value`` (≤ for minimised metrics, ≥ otherwise).
+    """Stop when ``metric`` reaches ``value`` (≤ for minimised metrics, ≥ for
+    maximised ones).
 
     Args:
         metric: Name of an evaluation metric, e.g. ``"loss"`` or ``"test_accuracy"``.
         value: Threshold.
         confirm: Consecutive evaluations at the target that confirm it (>= 1); the
             run stops after the first such streak.
+        direction: ``"minimise"`` or ``"maximise"``; required unless the metric is
+            a known one (:func:`metric_direction`).
+
+    Raises:
+        ConfigError: On a bad ``confirm`` or a direction neither stated nor known.
     """
 
     metric: str
     value: float
     confirm: int = 1
+    direction: Direction | None = None
 
     def __post_init__(self) -> None:
         if (
@@ -99,10 +144,11 @@ class Target:
             raise ConfigError(
                 f"target confirm must be an integer >= 1, got {self.confirm!r}"
             )
+        metric_direction(self.metric, self.direction)
 
     @property
     def minimise(self) -> bool:
-        return self.metric in MINIMISED
+        return metric_direction(self.metric, self.direction) == "minimise"
 
     def reached(self, metrics: dict[str, float]) -> bool:
         v = metrics.get(self.metric)
@@ -222,10 +268,28 @@ def run(
     inflight: dict[int, list[int]] = {}
     counts = {"arrivals": 0, "applied": 0, "discarded": 0, "skipped": 0, "cancelled": 0}
 
+    # A policy with a time_limit(worker) method (MindFlayer) has its jobs abandoned
+    # past that limit by the pool; every other policy submits as it always has.
+    limit_of: Callable[[int], float | None] | None = getattr(policy, "time_limit", None)
+
     def dispatch(workers: tuple[int, ...]) -> None:
         x, v = policy.params(state), policy.version(state)
+        if limit_of is None:  # the hot path: no time limits
+            for w in workers:
+                inflight.setdefault(w, []).append(pool.submit(w, x, v))
+            return
         for w in workers:
-            inflight.setdefault(w, []).append(pool.submit(w, x, v))
+            limit = limit_of(w)
+            if limit is None:
+                job = pool.submit(w, x, v)
+            elif getattr(pool, TIME_LIMITS, False):
+                job = pool.submit(w, x, v, time_limit=limit)  # type: ignore[call-arg]
+            else:
+                raise ConfigError(
+                    f"policy {policy.name!r} abandons jobs past a time limit, which "
+                    f"{type(pool).__name__} cannot do (use the simulator or LocalPool)"
+                )
+            inflight.setdefault(w, []).append(job)
 
     initial_loss: float | None = None
     time_to_target: float | None = None
@@ -311,6 +375,7 @@ def run(
         for w in reply.cancel:
             for job in inflight.pop(w, []):
                 pool.cancel(job)
+                rec.record_cancel(t, job, w)
                 cancelled += 1
         if reply.dispatch:
             dispatch(reply.dispatch)

@@ -7,11 +7,19 @@ pre-clip norm, clipped, stepsize, compute time) and one row per evaluation
 so that ``pandas.read_csv`` loads a run in one line.
 
 Optional columns (:data:`OPTIONAL_ARRIVAL_COLUMNS`: the client ``delta_norm``,
-``staleness_weight`` and ``mixing`` that FedBuff and FedAsync put in
-``Reply.info``) are added after the fixed ones the first time a reply carries the
-key, with NaN for the rows before it and for later replies without it. A run whose
-policy never reports them has exactly the fixed columns, so its CSV is unchanged, and
-a core run pays one dict lookup per optional key per arrival.
+``staleness_weight`` and ``mixing`` that FedBuff and FedAsync put in ``Reply.info``,
+Picky SGD's distance ``moved`` = ‖x_k − x_v‖ and MindFlayer's ``timed_out``) are
+added after the fixed ones the first time a reply carries the key, with NaN for the
+rows before it and for later replies without it. A run whose policy never reports
+them has exactly the fixed columns, so its CSV is unchanged, and a core run pays one
+dict lookup per optional key per arrival.
+
+Cancellations (a reply's ``cancel``, applied by the engine) are recorded per event in
+a third table, :attr:`Recorder.cancellations`: one row per cancelled job with the
+index of the arrival row whose reply cancelled it (``arrival``), its time, the job
+and its worker. A run that cancels also gets the arrival column ``cancelled`` (jobs
+cancelled at that arrival, 0 where none); a run that never cancels has neither, so
+its files are unchanged.
 """
 
 from __future__ import annotations
@@ -41,7 +49,19 @@ ARRIVAL_COLUMNS = (
 )
 
 #: ``Reply.info`` keys recorded as extra columns when a policy reports them.
-OPTIONAL_ARRIVAL_COLUMNS = ("delta_norm", "staleness_weight", "mixing")
+OPTIONAL_ARRIVAL_COLUMNS = (
+    "delta_norm",
+    "staleness_weight",
+    "mixing",
+    "moved",
+    "timed_out",
+)
+
+#: Columns of the cancellation table (one row per cancelled job).
+CANCEL_COLUMNS = ("arrival", "time", "job", "worker")
+
+#: The arrival column that counts the jobs cancelled at each arrival.
+CANCELLED = "cancelled"
 
 
 @dataclass
@@ -63,6 +83,9 @@ class Recorder:
         default_factory=lambda: {c: [] for c in ARRIVAL_COLUMNS}, repr=False
     )
     _rows: list[tuple[Any, ...]] = field(default_factory=list, repr=False)
+    cancellations: dict[str, list[Any]] = field(
+        default_factory=lambda: {c: [] for c in CANCEL_COLUMNS}
+    )
 
     @property
     def arrivals(self) -> dict[str, list[Any]]:
@@ -95,7 +118,33 @@ class Recorder:
                     continue
                 cols[key] = [nan] * start
             cols[key].extend(nan if v is None else v for v in values)
+        cancelled_at = self.cancellations["arrival"]
+        if cancelled_at:
+            per_row = [0] * len(self._rows)
+            for i in reversed(cancelled_at):  # row indices never decrease
+                if i < start:
+                    break
+                if i - start < len(per_row):
+                    per_row[i - start] += 1
+            cols.setdefault(CANCELLED, [0] * start).extend(per_row)
         self._rows.clear()
+
+    def record_cancel(self, time: float, job: int, worker: int) -> None:
+        """Record that ``job`` of ``worker`` was cancelled at ``time`` by the reply
+        to the arrival recorded next (call before :meth:`record_arrival`)."""
+        if self.keep_arrivals:
+            c = self.cancellations
+            c["arrival"].append(len(self._columns["time"]) + len(self._rows))
+            c["time"].append(time)
+            c["job"].append(job)
+            c["worker"].append(worker)
+
+    def cancellation_arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Return the cancellation table as numpy arrays."""
+        return {
+            name: np.asarray(col, dtype=np.float64 if name == "time" else np.int64)
+            for name, col in self.cancellations.items()
+        }
 
     def record_arrival(self, arrival: Arrival, version: int, reply: Reply) -> None:
         """Append the row of one arrival (``version``: server version before it)."""
@@ -132,7 +181,7 @@ class Recorder:
 
     def arrival_arrays(self) -> dict[str, npt.NDArray[Any]]:
         """Return the arrival columns as numpy arrays."""
-        ints = {"job", "worker", "version", "delay"}
+        ints = {"job", "worker", "version", "delay", CANCELLED}
         bools = {"applied", "discarded", "skipped"}
         out: dict[str, npt.NDArray[Any]] = {}
         for name, col in self.arrivals.items():

@@ -37,6 +37,8 @@ class Arrival:
             federated jobs); ``None`` in timing-only simulations.
         time: Arrival time (simulated time units, or wall-clock seconds on Ray).
         compute_time: Time the worker spent on this job (excludes queueing).
+        timed_out: The job ran past the time limit it was submitted with and was
+            abandoned there (``payload`` is then ``None``: no gradient was made).
     """
 
     job: int
@@ -45,6 +47,7 @@ class Arrival:
     payload: Vector | None
     time: float
     compute_time: float = 0.0
+    timed_out: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,6 +46,8 @@ def test_list_reads_registries() -> None:
         "ringmaster",
         "rennala",
         "minibatch",
+        "picky_sgd",
+        "mindflayer",
         "two_speed",
         "pareto",
         "least_squares",

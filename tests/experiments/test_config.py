@@ -9,7 +9,7 @@ import yaml
 
 from clipasync.errors import ConfigError
 from clipasync.experiments import load_config, validate_config
-from tests.conftest import ROOT
+from tests.conftest import ROOT, tiny_experiment
 
 BASE = {
     "name": "t",
@@ -153,3 +153,21 @@ def test_benchmark_configs_follow_the_protocol(name: str) -> None:
     assert cfg.stop.target is not None and cfg.stop.target.confirm >= 3
     sizes = {m.grid_size() for m in cfg.methods.values()}
     assert len(sizes) == 1, sizes
+
+
+def test_target_direction_is_stated_for_an_unknown_metric() -> None:
+    raw = tiny_experiment({"a": {"policy": "async_sgd", "stepsize": 0.1}})
+    raw["stop"] = {"max_time": 12, "target": {"metric": "gap", "value": 0.1}}
+    with pytest.raises(ConfigError) as info:
+        validate_config(raw)
+    assert str(info.value) == (
+        "config error at stop.target: target metric 'gap' has no known direction; "
+        "state it with direction: minimise or direction: maximise"
+    )
+    assert "\n" not in str(info.value)
+    raw["stop"]["target"]["direction"] = "minimise"
+    cfg = validate_config(raw)
+    assert cfg.resolved()["stop"]["target"]["direction"] == "minimise"
+    # Unset, the key stays out of the resolved config (run ids unchanged).
+    raw["stop"]["target"] = {"metric": "loss", "value": 0.1}
+    assert "direction" not in validate_config(raw).resolved()["stop"]["target"]

@@ -130,7 +130,10 @@ FIRST_POINTS = [
     (
         "stragglers_two_speed.yaml",
         "rennala",
-        '{"stepsize": 2.0, "max_norm": null, "batch_size": 8, "delay_adaptive": false}',
+        # cancel_stale joined the record when its default became the paper's rule
+        # (issue 14): Rennala's run ids changed then, on purpose.
+        '{"stepsize": 2.0, "max_norm": null, "batch_size": 8, "delay_adaptive": false, '
+        '"cancel_stale": false}',
     ),
     (
         "stragglers_two_speed.yaml",

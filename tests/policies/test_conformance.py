@@ -96,9 +96,9 @@ class _CountingPool(SimulatedPool):
         super().__init__(*args)
         self.submitted = 0
 
-    def submit(self, worker: int, x: Any, version: int) -> int:
+    def submit(self, worker: int, x: Any, version: int, **kw: Any) -> int:
         self.submitted += 1
-        return super().submit(worker, x, version)
+        return super().submit(worker, x, version, **kw)
 
 
 def _simulate(
@@ -321,6 +321,11 @@ def test_a_resumed_run_continues_as_the_checkpointed_state_would(
     _assert_identical_columns(rest, tail, skip=("time", "job"))
     assert rest["time"].tobytes() == (tail["time"] + ck.time).tobytes()
     np.testing.assert_array_equal(rest["job"], tail["job"] + ck.next_job)
+    # The per-event cancellations of both parts, the second's rows shifted.
+    cr, ch, ct = (r.recorder.cancellation_arrays() for r in (resumed, first, ref))
+    for col, shift in (("arrival", n), ("worker", 0), ("job", ck.next_job)):
+        want = [*ch[col].tolist(), *(ct[col] + shift).tolist()]
+        assert cr[col].tolist() == want, col
 
 
 # ------------------------------------------------------------- simulator = threads

@@ -119,7 +119,9 @@ def test_rennala_cancelling_hand_trajectory():
     # (due 3, 4, 5). t=3 w0@x1 (1 of 2). t=4 w1@x1 (2 of 2) → x2=(0.25,0), and the
     # jobs of w0 and w2 are cancelled again: 4 cancellations, no discards.
     res = trajectory(
-        Rennala(scale(0.5), batch_size=2), (1.0, 2.0, 3.0), StopRule(max_updates=2)
+        Rennala(scale(0.5), batch_size=2, cancel_stale=True),
+        (1.0, 2.0, 3.0),
+        StopRule(max_updates=2),
     )
     np.testing.assert_array_equal(res.params, [0.25, 0.0])
     assert res.counts["discarded"] == 0 and res.counts["cancelled"] == 4
@@ -223,7 +225,13 @@ def test_one_worker_is_plain_sgd():
 
 def test_rennala_batch_n_matches_minibatch_under_equal_times():
     timing = FixedTimes((1.0,) * 4)
-    a = noisy_run(Rennala(scale(0.05), batch_size=4), timing=timing, updates=30)
+    # Cancelling keeps the workers in lockstep; with the paper's rule the first
+    # n - 1 arrivals of a round restart at the old point and are wasted.
+    a = noisy_run(
+        Rennala(scale(0.05), batch_size=4, cancel_stale=True),
+        timing=timing,
+        updates=30,
+    )
     b = noisy_run(SyncMinibatch(scale(0.05)), timing=timing, updates=30)
     np.testing.assert_allclose(a.params, b.params, rtol=1e-12)
 

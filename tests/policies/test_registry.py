@@ -41,8 +41,8 @@ def test_registry_lists_the_seven_methods_and_rejects_a_second_entry() -> None:
         "fedasync",
         "normalized_sgd",
     )
-    federated = [e.federated for e in entries()][:7]
-    assert federated == [False] * 4 + [True] * 2 + [False]
+    assert [e.federated for e in entries()[:7]] == [False] * 4 + [True] * 2 + [False]
+    assert {"picky_sgd", "mindflayer"} <= set(names())
     assert lookup("fedasync").axes == ("mixing", "local_stepsize", "client_max_norm")
     assert "delay_adaptive" not in lookup("fedbuff").fields  # a recorded constant
     with pytest.raises(ConfigError, match="already registered"):

@@ -40,7 +40,7 @@ POLICIES: dict[str, Callable[[], Any]] = {
     "delay_adaptive": lambda: AsyncSGD(scale_by_delay(0.1)),
     "ringmaster": lambda: Ringmaster(scale(0.1), max_delay=2),
     "ringmaster_cancel": lambda: Ringmaster(scale(0.1), max_delay=2, cancel_stale=True),
-    "rennala": lambda: Rennala(scale(0.1), batch_size=2),
+    "rennala": lambda: Rennala(scale(0.1), batch_size=2, cancel_stale=True),
     "rennala_no_cancel": lambda: Rennala(scale(0.1), batch_size=2, cancel_stale=False),
     "minibatch": lambda: SyncMinibatch(scale(0.1)),
 }

@@ -313,7 +313,7 @@ def timing_cmd(
         for label, t in models():
             model = build_timing(t)
             t0 = time.perf_counter()
-            s = simulate_timing(model, events, seed)
+            s = simulate_timing(model, events, seed, t.get("tie_break", "start"))
             ms = 1000 * (time.perf_counter() - t0)
             q = np.quantile(s.delays, [0.5, 0.9, 0.99])
             table.add_row(

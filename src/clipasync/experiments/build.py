@@ -28,6 +28,7 @@ from clipasync.problems.local_training import local_sgd_task
 from clipasync.problems.metrics import Evaluate, running_gradient_metrics
 from clipasync.sim import SimulatedPool
 from clipasync.sim.availability import OpenSystemPool, UnreliablePool, make_dropout
+from clipasync.sim.pool import TieBreak
 from clipasync.timing import (
     ComputeTimeModel,
     FixedTimes,
@@ -88,8 +89,12 @@ def build_pool(
     task: Task,
     seed: int,
     availability: dict[str, Any] | None,
+    tie_break: TieBreak = "start",
 ) -> WorkerPool:
     """Return the simulated pool: plain, with dropout, or an open system.
+
+    ``tie_break`` orders simultaneous finishes (the timing block's ``tie_break``);
+    an open system draws its own job starts and keeps start order.
 
     ``availability`` is the resolved ``availability`` block: ``dropout`` alone wraps
     the :class:`~clipasync.sim.SimulatedPool` in an
@@ -98,15 +103,19 @@ def build_pool(
     dropout, if any; lost jobs are not retried).
     """
     if not availability:
-        return SimulatedPool(timing, task, seed)
+        return SimulatedPool(timing, task, seed, tie_break)
     spec = availability.get("dropout")
     dropout = make_dropout(spec) if spec is not None else None
     open_system = availability.get("open_system")
     if open_system is not None:
+        if tie_break != "start":
+            raise ConfigError(
+                "config error at timing.tie_break: an open system keeps start order"
+            )
         return OpenSystemPool(
             timing, float(open_system["rate"]), task, seed, dropout=dropout
         )
-    inner = SimulatedPool(timing, task, seed)
+    inner = SimulatedPool(timing, task, seed, tie_break)
     return inner if dropout is None else UnreliablePool(inner, dropout, seed)
 
 
@@ -118,6 +127,7 @@ def build_timing(timing: dict[str, Any]) -> ComputeTimeModel:
     """
     p = dict(timing)
     kind = p.pop("kind")
+    p.pop("tie_break", None)  # the simulator's, not the model's (build_pool)
     if kind == "two_speed":
         return two_speed(
             num_fast=int(p.get("num_fast", 8)),
@@ -249,7 +259,10 @@ def build_stop(stop: dict[str, Any]) -> StopRule:
         max_updates=stop.get("max_updates"),
         max_arrivals=stop.get("max_arrivals"),
         target=Target(
-            target["metric"], float(target["value"]), int(target.get("confirm") or 1)
+            target["metric"],
+            float(target["value"]),
+            int(target.get("confirm") or 1),
+            target.get("direction"),
         )
         if target
         else None,

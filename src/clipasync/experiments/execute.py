@@ -36,6 +36,9 @@ class RunOutcome:
         summary: JSON-ready summary (see :func:`execute`).
         arrivals: Arrival columns (``Recorder.arrival_arrays``).
         evals: Evaluation rows.
+        params: The final iterate.
+        cancellations: One row per cancelled job
+            (``Recorder.cancellation_arrays``; empty columns if none).
     """
 
     summary: dict[str, Any]
@@ -45,6 +48,9 @@ class RunOutcome:
     #: The iterate of the last evaluation (the one ``summary["final"]`` reports);
     #: it differs from ``params`` when arrivals land exactly at ``max_time``.
     evaluated: np.ndarray[Any, Any] | None = field(default=None, repr=False)
+    cancellations: dict[str, np.ndarray[Any, Any]] = field(
+        default_factory=dict, repr=False
+    )
 
 
 def _nanmean(a: np.ndarray[Any, Any]) -> float:
@@ -75,7 +81,13 @@ def execute(spec: RunSpec, tensorboard: Path | None = None) -> RunOutcome:
     timing = build_timing(spec.timing)
     policy = build_policy(spec.policy, spec.params)
     task = build_task(spec.policy, spec.params, policy, problem)
-    pool = build_pool(timing, task, spec.seed, spec.availability)
+    pool = build_pool(
+        timing,
+        task,
+        spec.seed,
+        spec.availability,
+        spec.timing.get("tie_break", "start"),
+    )
     recorder = Recorder(keep_arrivals=True)
     evaluate = build_evaluate(problem)
     last: list[Any] = [None]
@@ -145,7 +157,9 @@ def summarise(
         "frac_clipped": _nanmean(clipped),
         "mean_pre_clip_norm": _nanmean(arr["pre_clip_norm"]),
     }
-    return RunOutcome(summary, arr, recorder.evals, result.params)
+    return RunOutcome(
+        summary, arr, recorder.evals, result.params, recorder.cancellation_arrays()
+    )
 
 
 def _eval_at(evals: list[dict[str, float]], t: float | None) -> dict[str, float] | None:

@@ -108,7 +108,10 @@ def _to_time_units(outcome: RunOutcome, unit: float) -> RunOutcome:
     arrivals["time"] = arrivals["time"] / unit
     arrivals["compute_time"] = arrivals["compute_time"] / unit
     evals = [{**e, "time": e["time"] / unit} for e in outcome.evals]
-    return RunOutcome(s, arrivals, evals, outcome.params)
+    cancels = dict(outcome.cancellations)
+    if "time" in cancels:
+        cancels["time"] = cancels["time"] / unit
+    return RunOutcome(s, arrivals, evals, outcome.params, cancels)
 
 
 def execute_on_ray(

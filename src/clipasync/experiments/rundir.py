@@ -8,10 +8,11 @@
                              seeds (experiments.protocol)
       runs/<run_id>/         summary.json, evals.csv, arrivals.csv.gz (gzip-compressed
                              CSV; runs of older versions have arrivals.csv) (atomic
-                             rename), final_x.npy (last iterate; only with
-                             diagnostics "final"), weights.pt (a PyTorch
-                             state_dict: user problems on the simulator, every
-                             PyTorch problem on Ray)
+                             rename), cancellations.csv.gz (one row per
+                             cancelled job; only runs that cancel), final_x.npy
+                             (last iterate; only with diagnostics "final"),
+                             weights.pt (a PyTorch state_dict: user problems on
+                             the simulator, every PyTorch problem on Ray)
       diagnostics.json       tail indices of the gradient noise (experiments.diagnose)
       summary.csv, report.md, *.png   (clipasync.reports.report.build_report)
 
@@ -47,6 +48,9 @@ SUMMARY_FILE = "summary.json"
 FINAL_POINT_FILE = "final_x.npy"
 #: A run's per-arrival record: a gzip-compressed CSV (``pandas.read_csv`` reads it).
 ARRIVALS_FILE = "arrivals.csv.gz"
+#: One row per cancelled job (arrival row index, time, job, worker); only written
+#: for runs that cancel.
+CANCELLATIONS_FILE = "cancellations.csv.gz"
 #: The uncompressed name that runs written by earlier versions use; still read.
 LEGACY_ARRIVALS_FILE = "arrivals.csv"
 
@@ -85,6 +89,9 @@ def save_run(
             np.save(tmp / FINAL_POINT_FILE, np.asarray(outcome.params))
         if record_arrivals:
             write_csv_atomic(tmp / ARRIVALS_FILE, outcome.arrivals)
+            cancels = outcome.cancellations
+            if len(cancels.get("job", ())):  # only runs that cancel have the file
+                write_csv_atomic(tmp / CANCELLATIONS_FILE, cancels)
         write_rows_csv_atomic(
             tmp / "evals.csv", outcome.evals, columns=("time", "version", "arrivals")
         )

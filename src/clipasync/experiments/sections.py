@@ -22,6 +22,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from clipasync.engine import metric_direction
+from clipasync.errors import ConfigError
 from clipasync.experiments.fields import (
     PositiveFloat,
     PositiveInt,
@@ -146,11 +148,22 @@ class TargetConfig(Strict):
     """Stop once ``metric`` reaches ``value`` (≤ for losses, ≥ for accuracies) on
     ``confirm`` consecutive evaluations (default 1: the first evaluation that does;
     left out of run settings while unset, so run ids stay those of earlier
-    versions)."""
+    versions). ``direction: minimise | maximise`` is required for a metric whose
+    direction is not known (:func:`clipasync.engine.metric_direction`) and, like
+    ``confirm``, left out of run settings while unset."""
 
     metric: str
     value: float
     confirm: PositiveInt | None = None
+    direction: Literal["minimise", "maximise"] | None = None
+
+    @model_validator(mode="after")
+    def _known_direction(self) -> TargetConfig:
+        try:
+            metric_direction(self.metric, self.direction)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class StopConfig(Strict):

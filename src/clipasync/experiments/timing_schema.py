@@ -3,7 +3,10 @@
 ``kind`` names a model of :mod:`clipasync.timing`; :data:`TIMING_KINDS` lists each
 kind's required and optional fields (``clipasync list`` prints it), e.g. ``{kind:
 two_speed, num_fast: 8, num_slow: 8, slow_time: 4}`` (the straggler factor D of
-Erickson & Johansson 2026, arXiv 2606.13287, §6).
+Erickson & Johansson 2026, arXiv 2606.13287, §6). Any kind also takes
+``tie_break: start | worker``, the simulator's order of simultaneous finishes
+(:class:`~clipasync.sim.SimulatedPool`; left out of run settings while unset, so run
+ids stay those of earlier versions).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ class TimingConfig(Strict):
     slowdown: Annotated[float, Field(ge=1)] | None = None
     path: str | None = None
     cycle: bool | None = None
+    tie_break: Literal["start", "worker"] | None = None
 
     @field_validator("times")
     @classmethod
@@ -80,7 +84,7 @@ class TimingConfig(Strict):
     @model_validator(mode="after")
     def _fields_of_kind(self) -> TimingConfig:
         _, required, optional = TIMING_KINDS[self.kind]
-        allowed = {"kind", *required, *optional}
+        allowed = {"kind", "tie_break", *required, *optional}
         for name in sorted(self.model_fields_set):
             if name not in allowed:
                 raise ValueError(
@@ -104,11 +108,12 @@ class TimingConfig(Strict):
         return self
 
     def params(self) -> dict[str, Any]:
-        """Return the fields that were set (the model's parameters, without kind)."""
+        """Return the fields that were set (the model's parameters, without kind
+        and the simulator's tie_break)."""
         return {
             k: getattr(self, k)
             for k in type(self).model_fields
-            if k != "kind" and getattr(self, k) is not None
+            if k not in ("kind", "tie_break") and getattr(self, k) is not None
         }
 
 

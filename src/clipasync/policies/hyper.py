@@ -7,8 +7,10 @@ A field's metadata says how the experiment layer treats it:
   power grid), and ``tag`` prefixes its value in run ids (``g0.5``);
 * :func:`setting` — ``parse`` turns the plain value of a YAML file or of a run
   record into the field's type (a staleness spec into a function), ``yaml`` is the
-  plain type a file gives, and ``omit_none`` leaves the field out of the record
-  while it is ``None``.
+  plain type a file gives, ``omit_none`` leaves the field out of the record
+  while it is ``None``, and ``legacy`` is the value a run record written before
+  the field existed stands for (a default that changed: old records read back as
+  what they ran, new YAML files get the new default).
 
 A field with ``init=False`` is a constant of the method that its run records keep.
 :func:`to_hyper` is the plain record of a parameter object (the ``hyper`` of run
@@ -28,6 +30,9 @@ from clipasync.errors import HyperparameterError
 
 #: Metadata keys of a hyperparameter field.
 GRID, TAG, PARSE, YAML, OMIT_NONE = "grid", "tag", "parse", "yaml", "omit_none"
+LEGACY = "legacy"
+
+_UNSET: Any = object()
 
 
 def axis(tag: str | None = None) -> dict[str, Any]:
@@ -40,9 +45,13 @@ def setting(
     parse: Callable[[Any], Any] | None = None,
     yaml: Any = None,
     omit_none: bool = False,
+    legacy: Any = _UNSET,
 ) -> dict[str, Any]:
-    """Metadata of a fixed (non-grid) field with a plain form other than its type."""
+    """Metadata of a fixed (non-grid) field with a plain form other than its type,
+    or whose records from before it existed mean ``legacy``."""
     out: dict[str, Any] = {OMIT_NONE: omit_none}
+    if legacy is not _UNSET:
+        out[LEGACY] = legacy
     if parse is not None:
         out[PARSE] = parse
     if yaml is not None:
@@ -108,16 +117,20 @@ def parse_field(f: dataclasses.Field[Any], value: Any) -> Any:
 
 def from_hyper(cls: type[Any], hyper: Mapping[str, Any]) -> Any:
     """Return the parameter object of a plain record (keys that are not init fields
-    of ``cls``, such as its constants, are ignored; missing ones take defaults).
+    of ``cls``, such as its constants, are ignored; missing ones take their
+    ``legacy`` value if the field has one, else its default).
 
     Raises:
         HyperparameterError: If a value is invalid.
     """
-    kwargs = {
-        f.name: parse_field(f, hyper[f.name])
-        for f in fields_of(cls)
-        if f.init and f.name in hyper
-    }
+    kwargs: dict[str, Any] = {}
+    for f in fields_of(cls):
+        if not f.init:
+            continue
+        if f.name in hyper:
+            kwargs[f.name] = parse_field(f, hyper[f.name])
+        elif LEGACY in f.metadata:
+            kwargs[f.name] = f.metadata[LEGACY]
     return cls(**kwargs)
 
 

@@ -32,10 +32,12 @@ from clipasync.policies.hyper import (
     setting,
 )
 from clipasync.policies.malenia import Malenia
+from clipasync.policies.mindflayer import MindFlayer
 from clipasync.policies.msync import MSync
+from clipasync.policies.picky import PickySGD
 from clipasync.policies.rennala import Rennala, SyncMinibatch
 from clipasync.policies.ringleader import Ringleader
-from clipasync.policies.ringmaster import Ringmaster
+from clipasync.policies.ringmaster import DelayCount, Ringmaster
 from clipasync.policies.staleness import (
     ConstantStaleness,
     StalenessFn,
@@ -152,32 +154,50 @@ class RingmasterParams(_ServerStep):
     delay_adaptive: bool = False
     adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
     cancel_stale: bool = False
+    #: What the delay counts; the record keeps the key only when it is not the
+    #: default, so run ids of the default are those of earlier versions.
+    delay_count: DelayCount | None = field(
+        default=None, metadata=setting(omit_none=True)
+    )
 
     def __post_init__(self) -> None:
         self._check_step()
         at_least("max_delay", self.max_delay, 1)
+        if self.delay_count is not None:
+            one_of("delay_count", self.delay_count, ("applied", "arrivals"))
 
 
 def build_ringmaster(p: RingmasterParams) -> ServerPolicy[Any]:
     return _policy(
-        Ringmaster(p.transform(), max_delay=p.max_delay, cancel_stale=p.cancel_stale)
+        Ringmaster(
+            p.transform(),
+            max_delay=p.max_delay,
+            cancel_stale=p.cancel_stale,
+            delay_count=p.delay_count or "applied",
+        )
     )
 
 
 def label_ringmaster(p: RingmasterParams) -> str:
     parts = [*_step_label(p.stepsize, p.max_norm), f"R={p.max_delay}"]
+    if p.delay_count == "arrivals":
+        parts.append("delay over arrivals")
     return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
 
 
 @dataclass(frozen=True, kw_only=True)
 class RennalaParams(_ServerStep):
-    """Rennala SGD: one step with the mean of ``batch_size`` (B) fresh gradients."""
+    """Rennala SGD: one step with the mean of ``batch_size`` (B) fresh gradients.
+    ``cancel_stale``: restart every worker at each step (default ``False``, the
+    paper's rule: stale jobs finish and are ignored); run records written before
+    the option existed ran with ``True`` and read back so."""
 
     stepsize: float = field(metadata=axis("g"))
     max_norm: float | None = field(default=None, metadata=axis("c"))
     batch_size: int = field(metadata=axis("B"))
     delay_adaptive: bool = False
     adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+    cancel_stale: bool = field(default=False, metadata=setting(legacy=True))
 
     def __post_init__(self) -> None:
         self._check_step()
@@ -185,11 +205,15 @@ class RennalaParams(_ServerStep):
 
 
 def build_rennala(p: RennalaParams) -> ServerPolicy[Any]:
-    return _policy(Rennala(p.transform(), batch_size=p.batch_size))
+    return _policy(
+        Rennala(p.transform(), batch_size=p.batch_size, cancel_stale=p.cancel_stale)
+    )
 
 
 def label_rennala(p: RennalaParams) -> str:
     parts = [*_step_label(p.stepsize, p.max_norm), f"B={p.batch_size}"]
+    if p.cancel_stale:
+        parts.append("cancel stale")
     return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
 
 
@@ -212,6 +236,102 @@ def build_minibatch(p: MinibatchParams) -> ServerPolicy[Any]:
 
 def label_minibatch(p: MinibatchParams) -> str:
     parts = _step_label(p.stepsize, p.max_norm)
+    return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PickyParams(_ServerStep):
+    """Picky SGD (Cohen et al. 2021): a gradient is applied only if the iterate moved
+    at most ``threshold`` since its job was dispatched, ‖x_k − x_v‖ ≤ threshold."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    threshold: float = field(metadata=axis("th"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+
+    def __post_init__(self) -> None:
+        self._check_step()
+        positive("threshold", self.threshold, finite=False)
+
+
+def build_picky(p: PickyParams) -> ServerPolicy[Any]:
+    return _policy(PickySGD(p.transform(), threshold=p.threshold))
+
+
+def label_picky(p: PickyParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"θ={fmt_value(p.threshold)}"]
+    return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
+
+
+def _limits(value: Any) -> tuple[float, ...]:
+    """A time-limit list of a YAML file or run record as a tuple of floats."""
+    if isinstance(value, (int, float)):
+        return (float(value),)
+    return tuple(float(v) for v in value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class MindFlayerParams(_ServerStep):
+    """MindFlayer SGD (Maranjyan et al. 2024): Rennala's batch of ``batch_size`` (B)
+    gradients, each job abandoned and restarted once it runs past ``time_limit``
+    (the same t for every worker, a grid axis) or ``time_limits`` (one t_i per
+    worker); ``cancel_stale`` restarts every worker at each step (default)."""
+
+    stepsize: float = field(metadata=axis("g"))
+    max_norm: float | None = field(default=None, metadata=axis("c"))
+    batch_size: int = field(metadata=axis("B"))
+    time_limit: float | None = field(default=None, metadata=axis("t"))
+    delay_adaptive: bool = False
+    adaptive_clip: AdaptiveClip | None = field(default=None, metadata=_ADAPTIVE)
+    time_limits: tuple[float, ...] | None = field(
+        default=None,
+        metadata=setting(parse=_limits, yaml=list[float] | None, omit_none=True),
+    )
+    cancel_stale: bool = True
+
+    def __post_init__(self) -> None:
+        self._check_step()
+        at_least("batch_size", self.batch_size, 1)
+        if (self.time_limit is None) == (self.time_limits is None):
+            raise HyperparameterError(
+                "time_limit",
+                "give time_limit (one t for every worker) or time_limits (one t_i "
+                "per worker), not both",
+            )
+        if self.time_limit is not None:
+            positive("time_limit", self.time_limit, finite=False)
+        for t in self.time_limits or ():
+            positive("time_limits", t, finite=False)
+
+    @property
+    def limits(self) -> tuple[float, ...]:
+        """t_i per worker, or the one t."""
+        if self.time_limits is not None:
+            return self.time_limits
+        assert self.time_limit is not None
+        return (self.time_limit,)
+
+
+def build_mindflayer(p: MindFlayerParams) -> ServerPolicy[Any]:
+    return _policy(
+        MindFlayer(
+            p.transform(),
+            p.batch_size,
+            time_limits=p.limits,
+            cancel_stale=p.cancel_stale,
+        )
+    )
+
+
+def label_mindflayer(p: MindFlayerParams) -> str:
+    parts = [*_step_label(p.stepsize, p.max_norm), f"B={p.batch_size}"]
+    if p.time_limit is not None:
+        parts.append(f"t={fmt_value(p.time_limit)}")
+    else:
+        parts.append("t_i=" + "/".join(fmt_value(t) for t in p.limits))
+    if not p.cancel_stale:
+        parts.append("stale jobs finish")
     return ", ".join(parts + _tail_label(p.delay_adaptive, "same"))
 
 

@@ -334,3 +334,30 @@ register(
         example=p.DCASGDParams(stepsize=0.1, max_norm=1.0, compensation=0.5),
     )
 )
+register(
+    MethodEntry(
+        "picky_sgd",
+        "Picky SGD (Cohen et al. 2021): apply a gradient only if the iterate moved "
+        "at most threshold since its job was dispatched",
+        p.PickyParams,
+        p.build_picky,
+        p.label_picky,
+        example=p.PickyParams(stepsize=0.1, max_norm=1.0, threshold=0.05),
+    )
+)
+register(
+    MethodEntry(
+        "mindflayer",
+        "MindFlayer SGD (Maranjyan et al. 2024): Rennala's batch_size (B) gradients, "
+        "each job abandoned and restarted past time_limit (t, or time_limits t_i)",
+        p.MindFlayerParams,
+        p.build_mindflayer,
+        p.label_mindflayer,
+        needs_all_workers=True,
+        # Stale jobs finish here: restarting all workers at once makes near-ties
+        # that the wall-clock pool of the conformance tests cannot replay.
+        example=p.MindFlayerParams(
+            stepsize=0.1, batch_size=2, time_limit=120.0, cancel_stale=False
+        ),
+    )
+)

@@ -6,13 +6,20 @@ x_k and, once B of them have arrived, steps with their mean:
 
 .. math:: x_{k+1} = x_k - T\\Big(\\frac{1}{B}\\sum_{j=1}^{B} g_j\\Big).
 
-With ``cancel_stale=True`` (the default) the step also cancels every job still
-computing at the old point and restarts all workers at x_{k+1} (the KAUST
-implementation restarts workers at the current point the same way); with ``False``
-those jobs finish and their gradients are discarded on arrival (counted). Fast
-workers thus
-contribute several gradients to one batch, which is what makes Rennala time-optimal
-in the fixed computation model.
+By default (``cancel_stale=False``) this is the paper's method (Tyurin & Richtárik
+2023, "Optimal Time Complexities of Parallel Stochastic Optimization Methods Under a
+Fixed Computation Model", Rennala SGD): after a step the jobs still computing at the
+old point run to the end, their gradients are ignored on arrival (counted as
+discarded) and their workers are then pointed at the current iterate. With
+``cancel_stale=True`` the step cancels every job still computing at the old point
+and restarts all workers at x_{k+1}. On fixed compute times the cancelling variant
+makes at least as many steps in the same time (a stale job's work is lost either
+way; cancelled, its worker starts the fresh job at once), and it is what the public
+simulator of that line of work does: its Rennala restarts every worker at the start
+of each step (it also breaks ties by worker index, ``tie_break: worker`` here). Fast
+workers thus contribute several gradients to one batch, which is what makes Rennala
+time-optimal in the fixed computation model. The worker whose gradient completes a
+batch gets its next job at x_{k+1} in both variants.
 
 Synchronous minibatch SGD waits for exactly one gradient from every worker at the same
 x_k, steps with their mean and dispatches all workers again: each step takes as long
@@ -116,13 +123,14 @@ class Rennala(_BatchPolicy):
         transform: Applied to the mean gradient (stepsize, optional clipping).
         batch_size: B ≥ 1, the number of gradients at x_k per step.
         cancel_stale: On a step, cancel the jobs at the old point and restart every
-            worker at the new one (otherwise they finish and are discarded).
+            worker at the new one (default ``False``, the paper's rule: they
+            finish, are discarded and their workers restart at the current point).
         name: Label used in reports.
     """
 
     transform: GradientTransform
     batch_size: int
-    cancel_stale: bool = True
+    cancel_stale: bool = False
     name: str = "rennala"
 
     def __post_init__(self) -> None:

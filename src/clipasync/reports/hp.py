@@ -235,7 +235,11 @@ def run_high_probability(
         raise ConfigError("hp: the config needs eval_every")
     if seeds < 2:
         raise ConfigError(f"--seeds must be at least 2, got {seeds}")
-    target = Target(config.stop.target.metric, config.stop.target.value)
+    target = Target(
+        config.stop.target.metric,
+        config.stop.target.value,
+        direction=config.stop.target.direction,
+    )
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     tails: list[MethodTail] = []

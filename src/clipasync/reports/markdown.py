@@ -121,7 +121,8 @@ def header_lines(a: Analysis, runs_line: str, seeds_line: str) -> list[str]:
         f"- {seeds_line}; {runs_line}",
         "- stop: "
         + (
-            f"target {target['metric']} {direction(target['metric'])} "
+            f"target {target['metric']} "
+            f"{direction(target['metric'], target.get('direction'))} "
             f"{target['value']}; "
             if target
             else ""

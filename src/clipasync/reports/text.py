@@ -15,8 +15,11 @@ from clipasync.diagnostics.intervals import Bounded, Interval
 from clipasync.engine import MINIMISED
 
 
-def direction(metric: str) -> str:
-    """Return how a target on ``metric`` reads: ``≤`` if minimised, else ``≥``."""
+def direction(metric: str, stated: str | None = None) -> str:
+    """Return how a target on ``metric`` reads: ``≤`` if minimised (``stated``, else
+    by name), else ``≥``."""
+    if stated is not None:
+        return "≤" if stated == "minimise" else "≥"
     return "≤" if metric in MINIMISED else "≥"
 
 

@@ -91,12 +91,15 @@ class JobOutcome:
 
     Attributes:
         status: ``"ok"``, ``"cancelled"`` (during its injected sleep, before the
-            oracle) or ``"exhausted"`` (the worker's replayed trace ran out).
+            oracle), ``"timed_out"`` (its injected time exceeded its time limit: it
+            slept the limit and never called the oracle) or ``"exhausted"`` (the
+            worker's replayed trace ran out).
         payload: The oracle's result (``None`` unless ``"ok"``, or timing-only).
-        seconds: Measured time on the worker, sleep and oracle (0 unless ``"ok"``).
+        seconds: Measured time on the worker, sleep and oracle (0 unless ``"ok"``
+            or ``"timed_out"``).
     """
 
-    status: Literal["ok", "cancelled", "exhausted"]
+    status: Literal["ok", "cancelled", "timed_out", "exhausted"]
     payload: Vector | None = None
     seconds: float = 0.0
 
@@ -157,6 +160,7 @@ class OracleWorker:
         now: float,
         cancelled: threading.Event,
         time_unit_s: float,
+        time_limit: float | None = None,
     ) -> JobOutcome:
         """Run one job: sleep its injected compute time, then compute at ``x``.
 
@@ -166,6 +170,8 @@ class OracleWorker:
             cancelled: Set when the job is cancelled; it ends the sleep at once and
                 the oracle is then never called (as in the simulator).
             time_unit_s: Seconds per time unit of the timing model.
+            time_limit: Abandon a job whose injected time exceeds this many units
+                after sleeping exactly that long (real compute is not limited).
         """
         if self.exhausted:
             return JobOutcome("exhausted")
@@ -174,9 +180,14 @@ class OracleWorker:
         if units is None:
             self.exhausted = True
             return JobOutcome("exhausted")
+        timed_out = time_limit is not None and units > time_limit
+        if time_limit is not None and timed_out:
+            units = time_limit
         # Event.wait returns early (True) when the job is cancelled mid-sleep.
         if (units > 0 and cancelled.wait(units * time_unit_s)) or cancelled.is_set():
             return JobOutcome("cancelled")
+        if timed_out:
+            return JobOutcome("timed_out", None, time.perf_counter() - start)
         payload = None if x is None else self.compute(x)
         return JobOutcome("ok", payload, time.perf_counter() - start)
 

@@ -40,10 +40,17 @@ from clipasync.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from clipasync.engine import Evaluate, RunResult, StopRule, WorkerPool, run
+from clipasync.engine import (
+    TIME_LIMITS,
+    Evaluate,
+    RunResult,
+    StopRule,
+    WorkerPool,
+    run,
+)
 from clipasync.errors import ConfigError
 from clipasync.policies.base import ServerPolicy
-from clipasync.recorder import Recorder
+from clipasync.recorder import CANCELLED, Recorder
 from clipasync.types import Arrival, Reply, Vector
 
 _COUNTS = ("arrivals", "applied", "discarded", "skipped", "cancelled")
@@ -74,6 +81,11 @@ class _TrackedPolicy:
 
     def start(self, state: Any) -> tuple[int, ...]:
         return self.policy.start(state)
+
+    def time_limit(self, worker: int) -> float | None:
+        """The policy's time limit of ``worker``'s jobs, if it has any."""
+        limit = getattr(self.policy, "time_limit", None)
+        return None if limit is None else limit(worker)
 
     def on_arrival(self, state: Any, arrival: Arrival) -> tuple[Any, Reply]:
         self.state, reply = self.policy.on_arrival(state, arrival)
@@ -106,8 +118,18 @@ class _CheckpointingPool:
         self.last_time = 0.0
         self._before_next = before_next
 
-    def submit(self, worker: int, x: Vector, version: int) -> int:
-        job = self.pool.submit(worker, x, version) + self.first_job
+    @property
+    def supports_time_limits(self) -> bool:
+        return bool(getattr(self.pool, TIME_LIMITS, False))
+
+    def submit(
+        self, worker: int, x: Vector, version: int, time_limit: float | None = None
+    ) -> int:
+        if time_limit is None:
+            job = self.pool.submit(worker, x, version)
+        else:
+            job = self.pool.submit(worker, x, version, time_limit=time_limit)  # type: ignore[call-arg]
+        job += self.first_job
         self.next_job = max(self.next_job, job + 1)
         return job
 
@@ -136,10 +158,21 @@ def _merge(base: Recorder, segment: Recorder, dt: float, out: Recorder) -> Recor
     for name in dict.fromkeys([*cols, *old, *new_rows]):
         col = cols.setdefault(name, [])
         col.clear()
-        col.extend(old.get(name, [math.nan] * len(old["time"])))
-        new = new_rows.get(name, [math.nan] * len(new_rows["time"]))
+        # A part that cancelled nothing has no cancellation count: 0, not unknown.
+        fill = 0 if name == CANCELLED else math.nan
+        col.extend(old.get(name, [fill] * len(old["time"])))
+        new = new_rows.get(name, [fill] * len(new_rows["time"]))
         col.extend([t + dt for t in new] if name == "time" else new)
     out.evals = [*base.evals, *({**e, "time": e["time"] + dt} for e in segment.evals)]
+    # The segment's cancellations point at its own rows: shift them past the base's.
+    rows = len(old["time"])
+    b, s = base.cancellations, segment.cancellations
+    out.cancellations = {
+        "arrival": [*b["arrival"], *(i + rows for i in s["arrival"])],
+        "time": [*b["time"], *(t + dt for t in s["time"])],
+        "job": [*b["job"], *s["job"]],
+        "worker": [*b["worker"], *s["worker"]],
+    }
     return out
 
 

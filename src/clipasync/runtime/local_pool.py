@@ -41,6 +41,7 @@ class _Job:
     version: int
     x: Vector | None
     cancelled: threading.Event = field(default_factory=threading.Event)
+    time_limit: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,7 @@ class _Result:
     compute_time: float
     exhausted: bool = False
     error: BaseException | None = None
+    timed_out: bool = False
 
 
 class LocalPool:
@@ -103,9 +105,21 @@ class LocalPool:
     def now(self) -> float:
         return time.perf_counter() - self._t0
 
-    def submit(self, worker: int, x: Vector | None, version: int) -> int:
+    #: ``submit`` takes ``time_limit`` (engine.TIME_LIMITS), on the injected times.
+    supports_time_limits = True
+
+    def submit(
+        self,
+        worker: int,
+        x: Vector | None,
+        version: int,
+        time_limit: float | None = None,
+    ) -> int:
+        """Queue a job; with ``time_limit`` (time units) a job whose injected time
+        exceeds it sleeps the limit, never calls the oracle and arrives
+        ``timed_out``, as in the simulator."""
         check_worker(worker, self.num_workers)
-        job = _Job(self._next_job, worker, version, x)
+        job = _Job(self._next_job, worker, version, x, time_limit=time_limit)
         self._next_job += 1
         self._jobs[job.job] = job
         self._queues[worker].put(job)
@@ -125,7 +139,13 @@ class LocalPool:
             if j is None or r.exhausted:  # cancelled, or its worker's trace ran out
                 continue
             return Arrival(
-                j.job, j.worker, j.version, r.payload, self.now(), r.compute_time
+                j.job,
+                j.worker,
+                j.version,
+                r.payload,
+                self.now(),
+                r.compute_time,
+                r.timed_out,
             )
         raise SimulationExhausted("no job in flight")
 
@@ -150,7 +170,9 @@ class LocalPool:
                 continue
             try:
                 now = (time.perf_counter() - self._t0) / self.time_unit_s
-                out = oracle.run_job(job.x, now, job.cancelled, self.time_unit_s)
+                out = oracle.run_job(
+                    job.x, now, job.cancelled, self.time_unit_s, job.time_limit
+                )
             except BaseException as exc:  # surface task errors in the driver
                 self._results.put(_Result(job.job, None, 0.0, error=exc))
                 continue
@@ -159,4 +181,7 @@ class LocalPool:
             if out.status == "ok":
                 self._last_streams[worker] = oracle.streams()
             exhausted = out.status == "exhausted"
-            self._results.put(_Result(job.job, out.payload, out.seconds, exhausted))
+            timed_out = out.status == "timed_out"
+            self._results.put(
+                _Result(job.job, out.payload, out.seconds, exhausted, None, timed_out)
+            )

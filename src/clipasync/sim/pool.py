@@ -4,7 +4,11 @@
 jobs finish at ``start + compute_time`` where the compute time comes from a
 :mod:`clipasync.timing` model. Events live in a heap keyed ``(finish_time, seq)``:
 ``seq`` increases with every job start, so simultaneous finishes come out in the
-order their jobs started, the same way on every run (SimPy's tie-break).
+order their jobs started, the same way on every run (SimPy's tie-break). With
+``tie_break="worker"`` they come out by worker index instead (the key is
+``(finish_time, worker, job)``; a worker runs one job at a time), the order of
+simulators that keep one heap entry per worker, such as the public Tyurin–Richtárik
+simulators, so that their tie-sensitive counts can be matched exactly.
 
 Each worker runs one job at a time and keeps a FIFO queue of submitted jobs (the
 paper's Algorithm 2 queues jobs at busy workers). A job's gradient is computed when it
@@ -20,7 +24,7 @@ import math
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +33,10 @@ from clipasync.errors import ConfigError, SimulationExhausted
 from clipasync.seeding import Stream, root_sequence, stream
 from clipasync.timing import ComputeTimeModel, FixedTimes, TraceTimes
 from clipasync.types import Arrival, Seed, Task, Vector
+
+#: How simultaneous finishes are ordered: by job start (the default) or worker index.
+TieBreak = Literal["start", "worker"]
+TIE_BREAKS: tuple[TieBreak, ...] = ("start", "worker")
 
 # Compute times are drawn in vectorised blocks per worker; blocks start small and
 # double, so 10,000 workers that each run a few jobs do not draw 256 times each.
@@ -187,6 +195,8 @@ class _Job:
     start: float = -1.0
     compute_time: float = 0.0
     cancelled: bool = False
+    time_limit: float | None = None
+    timed_out: bool = False
 
 
 class SimulatedPool:
@@ -196,9 +206,22 @@ class SimulatedPool:
         timing: Compute-time model; its ``num_workers`` is the pool size.
         task: Computes a job's payload; ``None`` for timing-only runs.
         seed: Root seed; the pool uses the ``TIMING`` and ``ORACLE`` streams.
+        tie_break: Order of simultaneous finishes: ``"start"`` (job start order)
+            or ``"worker"`` (worker index).
     """
 
-    def __init__(self, timing: ComputeTimeModel, task: Task | None, seed: Seed) -> None:
+    def __init__(
+        self,
+        timing: ComputeTimeModel,
+        task: Task | None,
+        seed: Seed,
+        tie_break: TieBreak = "start",
+    ) -> None:
+        if tie_break not in TIE_BREAKS:
+            raise ConfigError(
+                f"tie_break must be 'start' or 'worker', got {tie_break!r}"
+            )
+        self._by_worker = tie_break == "worker"
         self.num_workers = timing.num_workers
         self._task = task
         self._sampler = TimeSampler(timing, seed)
@@ -223,14 +246,26 @@ class SimulatedPool:
         """Number of submitted jobs not yet arrived or cancelled."""
         return len(self._jobs)
 
-    def submit(self, worker: int, x: Vector | None, version: int) -> int:
+    #: ``submit`` takes ``time_limit`` (engine.TIME_LIMITS).
+    supports_time_limits = True
+
+    def submit(
+        self,
+        worker: int,
+        x: Vector | None,
+        version: int,
+        time_limit: float | None = None,
+    ) -> int:
+        """Queue a job; with ``time_limit`` t, a job whose drawn compute time
+        exceeds t is abandoned at start + t (it arrives ``timed_out``, without a
+        payload and without an oracle draw)."""
         if not 0 <= worker < self.num_workers:
             raise ConfigError(
                 f"worker must be in [0, {self.num_workers}), got {worker}"
             )
         job = self._next_job
         self._next_job += 1
-        self._jobs[job] = _Job(worker, x, version)
+        self._jobs[job] = _Job(worker, x, version, time_limit=time_limit)
         if self._running[worker] is None:
             self._start(job)
         else:
@@ -249,7 +284,10 @@ class SimulatedPool:
             self._running[j.worker] = job
             return
         self._running[j.worker] = job
-        heapq.heappush(self._heap, (self._now + j.compute_time, self._seq, job))
+        if j.time_limit is not None and j.compute_time > j.time_limit:
+            j.compute_time, j.timed_out = j.time_limit, True
+        key = j.worker if self._by_worker else self._seq
+        heapq.heappush(self._heap, (self._now + j.compute_time, key, job))
         self._seq += 1
 
     def _start_next(self, worker: int) -> None:
@@ -280,9 +318,11 @@ class SimulatedPool:
             w = j.worker
             self._start_next(w)
             payload = None
-            if self._task is not None and j.x is not None:
+            if self._task is not None and j.x is not None and not j.timed_out:
                 payload = self._task(w, j.x, self._oracle_rng(w))
-            return Arrival(job, w, j.version, payload, finish, j.compute_time)
+            return Arrival(
+                job, w, j.version, payload, finish, j.compute_time, j.timed_out
+            )
         raise SimulationExhausted("no job in flight")
 
     def close(self) -> None:

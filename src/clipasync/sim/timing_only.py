@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipasync.errors import ConfigError
-from clipasync.sim.pool import TimeSampler, _check_times
+from clipasync.sim.pool import TIE_BREAKS, TieBreak, TimeSampler, _check_times
 from clipasync.timing import ComputeTimeModel, FixedTimes
 from clipasync.types import Seed
 
@@ -49,7 +49,10 @@ class TimingSummary:
 
 
 def simulate_timing(
-    timing: ComputeTimeModel, num_updates: int, seed: Seed = 0
+    timing: ComputeTimeModel,
+    num_updates: int,
+    seed: Seed = 0,
+    tie_break: TieBreak = "start",
 ) -> TimingSummary:
     """Simulate Algorithm 1 (every worker busy, re-dispatched on return) without
     gradients, and report update rate and delays.
@@ -71,14 +74,18 @@ def simulate_timing(
         timing: Compute-time model.
         num_updates: Number of arrivals to simulate (> 0).
         seed: Root seed.
+        tie_break: Order of simultaneous finishes, as in
+            :class:`~clipasync.sim.SimulatedPool` (start order or worker index).
     """
     if num_updates <= 0:
         raise ConfigError(f"num_updates must be positive, got {num_updates}")
+    if tie_break not in TIE_BREAKS:
+        raise ConfigError(f"tie_break must be 'start' or 'worker', got {tie_break!r}")
     if timing.stationary and not isinstance(timing, FixedTimes):
         summary = _simulate_renewal(timing, num_updates, seed)
         if summary is not None:
             return summary
-    return _simulate_events(timing, num_updates, seed)
+    return _simulate_events(timing, num_updates, seed, tie_break == "worker")
 
 
 def _simulate_renewal(
@@ -140,9 +147,9 @@ def _simulate_renewal(
 
 
 def _simulate_events(
-    timing: ComputeTimeModel, num_updates: int, seed: Seed
+    timing: ComputeTimeModel, num_updates: int, seed: Seed, by_worker: bool = False
 ) -> TimingSummary:
-    """Event-loop Algorithm 1 (exact with ties)."""
+    """Event-loop Algorithm 1 (exact with ties; ``by_worker``: ties by index)."""
     nxt = TimeSampler(timing, seed).next
     n = timing.num_workers
     # A heap of distinct finish times (floats compare several times faster than
@@ -165,7 +172,12 @@ def _simulate_events(
     for k in range(num_updates):
         t = heap[0]
         entries = due[t]
-        w, v = entries.popleft()
+        if by_worker and len(entries) > 1:
+            first = min(entries)  # (worker, version): the smallest worker index
+            entries.remove(first)
+            w, v = first
+        else:
+            w, v = entries.popleft()
         if not entries:
             pop(heap)
             del due[t]
