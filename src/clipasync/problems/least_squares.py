@@ -202,6 +202,20 @@ class LeastSquares(MinibatchMixin):
         g *= 1.0 / idx.shape[0]
         return g
 
+    def stochastic_grad_many(
+        self, xs: _F64, rng: np.random.Generator, worker: int | None = None
+    ) -> _F64:
+        """Return g_B(x_k) for every row x_k of ``xs`` (K × d) from one minibatch B:
+        G = ((A_B Xᵀ − b_B 1ᵀ)ᵀ A_B)/|B|, the draw of one :meth:`stochastic_grad`
+        (:mod:`clipasync.problems.many`)."""
+        idx = self.minibatch(rng, worker)
+        rows = self.a[idx]
+        r = rows @ xs.T
+        r -= self.b[idx][:, None]
+        g: _F64 = r.T @ rows
+        g *= 1.0 / idx.shape[0]
+        return g
+
     def suboptimality(self, x: npt.ArrayLike) -> float:
         """Return f(x) − f* = ½ (x − x*)ᵀ H (x − x*) (exact for quadratics)."""
         e = np.asarray(x, dtype=np.float64) - self.x_star

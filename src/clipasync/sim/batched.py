@@ -1,0 +1,377 @@
+"""K configurations in one event loop: a grid at the cost of a few runs.
+
+The configurations of one method that share the problem, the timing model and the
+seed see one sequence of events whenever the server's decisions (which workers get
+a job, which jobs are cancelled) depend on times and counts only: the event heap
+of :class:`~clipasync.sim.pool.SimulatedPool` is keyed by finish times and start
+order, the compute times come from the timing stream, and each job's minibatch from
+its worker's oracle stream. :func:`run_batched` runs them side by side: one pool,
+one heap, and per job one batched oracle call for every configuration still
+running (:mod:`clipasync.problems.many`; *common random numbers*: every
+configuration's gradient comes from the same minibatch and noise draw). Each
+configuration keeps its own policy state (its transform: clip level, stepsize,
+delay rule; its policy stream, seeded alike), its own stop rule, target and
+divergence check, evaluations and :class:`~clipasync.recorder.Recorder`; a
+configuration that stops leaves the oracle calls.
+
+Same answers: configuration j sees the arrivals, versions and random draws of its
+one-configuration :func:`clipasync.engine.run`, so its event records are equal and
+its iterates differ only by the rounding of the batched products (a few ulps per
+gradient entry, amplified at most like any perturbation of the run, which the tests
+bound by 1e-9 relative over a few hundred updates). A stop or target decided by a
+metric within that rounding of its threshold may fall one evaluation apart.
+
+Safety net: after every arrival the replies' ``dispatch`` and ``cancel`` are
+compared; configurations that disagree with the majority (a policy whose decisions
+depend on its iterate, or a skipped non-finite gradient that changes a schedule)
+leave the loop and are reported in :attr:`BatchedResult.ejected`, for the caller to
+run on their own. Which methods batch at all is the registry's
+``MethodEntry.schedule``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clipasync.engine import Evaluate, RunResult, StopReason, StopRule, WorkerPool
+from clipasync.errors import ConfigError, SimulationExhausted
+from clipasync.policies.base import ServerPolicy
+from clipasync.problems.many import Columns, ManyTask, Rows
+from clipasync.recorder import Recorder
+from clipasync.types import Arrival, Vector
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """The model of a submitted job: the rows of the configurations it serves."""
+
+    xs: Rows
+    cols: Columns
+    versions: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Payload:
+    """A job's result: ``gs[i]`` belongs to configuration ``cols[i]``."""
+
+    cols: Columns
+    gs: Rows
+    versions: dict[int, int]
+
+
+class BatchedTask:
+    """The pool's task of a batched run: computes a job for the rows of its block
+    whose configurations still run (a finished one stops costing compute).
+
+    Args:
+        task: The batched job (:mod:`clipasync.problems.many`).
+        num_columns: K.
+    """
+
+    def __init__(self, task: ManyTask, num_columns: int) -> None:
+        self._task = task
+        self.alive = [True] * num_columns
+
+    def __call__(self, worker: int, x: Any, rng: np.random.Generator) -> Any:
+        block: _Block = x
+        alive = self.alive
+        live = [i for i, c in enumerate(block.cols.tolist()) if alive[c]]
+        if len(live) == len(block.cols):
+            xs, cols = block.xs, block.cols
+        else:
+            # No live row: compute one anyway, so the worker's stream advances
+            # exactly as in a one-configuration run.
+            keep = live or [0]
+            xs, cols = block.xs[keep], block.cols[keep]
+        gs = self._task(worker, xs, cols, rng)
+        versions = dict(zip(block.cols.tolist(), block.versions, strict=True))
+        return _Payload(cols, gs, versions)
+
+
+@dataclass
+class BatchedResult:
+    """Outcome of :func:`run_batched`.
+
+    Attributes:
+        results: Configuration j's :class:`~clipasync.engine.RunResult`, or
+            ``None`` when it was ejected.
+        ejected: Configurations whose decisions left the shared event sequence; run
+            them on their own.
+    """
+
+    results: list[RunResult | None]
+    ejected: tuple[int, ...]
+
+
+class _Column:
+    """One configuration's state, counters and stop logic (those of
+    :func:`clipasync.engine.run`, per configuration)."""
+
+    def __init__(
+        self,
+        index: int,
+        policy: ServerPolicy[Any],
+        state: Any,
+        stop: StopRule,
+        evaluate: Evaluate | None,
+        eval_every: float | None,
+        recorder: Recorder,
+    ) -> None:
+        if stop.target is not None and evaluate is None:
+            raise ConfigError("a target needs an evaluate function")
+        if eval_every is not None and not (eval_every > 0):
+            raise ConfigError(f"eval_every must be positive, got {eval_every}")
+        self.index, self.policy, self.state = index, policy, state
+        self.stop, self.evaluate, self.eval_every = stop, evaluate, eval_every
+        self.rec = recorder
+        self.on_arrival, self.version_of = policy.on_arrival, policy.version
+        self.record = recorder.record_arrival
+        self.max_time = math.inf if stop.max_time is None else stop.max_time
+        self.max_updates = math.inf if stop.max_updates is None else stop.max_updates
+        self.max_arrivals = math.inf if stop.max_arrivals is None else stop.max_arrivals
+        self.confirm = stop.target.confirm if stop.target is not None else 1
+        self.counts = dict.fromkeys(
+            ("arrivals", "applied", "discarded", "skipped", "cancelled"), 0
+        )
+        self.initial_loss: float | None = None
+        self.time_to_target: float | None = None
+        self.robust_hit: float | None = None
+        self.streak, self.streak_start = 0, 0.0
+        self.reason: StopReason | None = None
+        self.now = 0.0
+        self.next_eval = math.inf
+
+    def start_evals(self) -> None:
+        if self.evaluate is not None:
+            self.reason = self.do_eval(0.0)
+            self.next_eval = (
+                self.eval_every if self.eval_every is not None else math.inf
+            )
+
+    def do_eval(self, t: float) -> StopReason | None:
+        assert self.evaluate is not None
+        metrics = self.evaluate(self.policy.params(self.state))
+        self.rec.record_eval(
+            t, self.policy.version(self.state), metrics, self.counts["arrivals"]
+        )
+        loss = metrics.get("loss", 0.0)
+        if self.initial_loss is None:
+            self.initial_loss = loss
+        if not math.isfinite(loss) or (
+            self.initial_loss > 0
+            and loss > self.stop.diverge_factor * self.initial_loss
+        ):
+            return "diverged"
+        target = self.stop.target
+        if target is not None:
+            if not target.reached(metrics):
+                self.streak = 0
+                return None
+            if self.time_to_target is None:
+                self.time_to_target = t
+            if self.streak == 0:
+                self.streak_start = t
+            self.streak += 1
+            if self.streak >= self.confirm:
+                self.robust_hit = self.streak_start
+                return "target"
+        return None
+
+    def before(self, t: float) -> bool:
+        """Evaluate up to arrival time ``t``; return whether the column goes on."""
+        if self.next_eval <= t:
+            while self.next_eval <= min(t, self.max_time) and self.reason is None:
+                self.reason = self.do_eval(self.next_eval)
+                self.now = self.next_eval
+                self.next_eval += self.eval_every  # type: ignore[operator]
+            if self.reason is not None:
+                return False
+        if t > self.max_time:
+            self.reason, self.now = "max_time", self.max_time
+            return False
+        self.now = t
+        return True
+
+    def result(self) -> RunResult:
+        assert self.reason is not None
+        if self.evaluate is not None and self.reason in (
+            "max_time",
+            "max_updates",
+            "max_arrivals",
+            "exhausted",
+        ):
+            last = self.rec.evals[-1]["time"] if self.rec.evals else -1.0
+            if self.now > last and self.do_eval(self.now) == "target":
+                self.reason = "target"
+        return RunResult(
+            params=self.policy.params(self.state),
+            version=self.policy.version(self.state),
+            time=self.now,
+            stop_reason=self.reason,
+            time_to_target=self.time_to_target,
+            counts=dict(self.counts),
+            recorder=self.rec,
+            robust_hit=self.robust_hit,
+        )
+
+
+def _majority(keys: list[Any]) -> Any:
+    """The most common key (ties: the one seen first)."""
+    first = keys[0]
+    if all(k == first for k in keys):
+        return first
+    counts = Counter(keys)
+    best = max(counts.values())
+    return next(k for k in keys if counts[k] == best)
+
+
+def run_batched(
+    policies: Sequence[ServerPolicy[Any]],
+    pool: WorkerPool,
+    task: BatchedTask,
+    x0: Vector,
+    *,
+    stops: Sequence[StopRule],
+    rngs: Sequence[np.random.Generator],
+    evaluates: Sequence[Evaluate | None],
+    eval_every: Sequence[float | None],
+    recorders: Sequence[Recorder] | None = None,
+) -> BatchedResult:
+    """Run K configurations over one pool (see module docstring).
+
+    Args:
+        policies: Configuration j's server rule.
+        pool: The simulated workers, built with ``task`` as their task.
+        task: The batched job; its ``alive`` flags are kept here.
+        x0: Common initial iterate.
+        stops, rngs, evaluates, eval_every, recorders: Configuration j's arguments
+            of :func:`clipasync.engine.run` (``rngs[j]``: its policy stream, each
+            seeded as its own run's).
+
+    Returns:
+        The :class:`BatchedResult`.
+    """
+    k = len(policies)
+    if not k or not (len(stops) == len(rngs) == len(evaluates) == len(eval_every) == k):
+        raise ConfigError(f"run_batched needs K >= 1 equal-length lists, got K={k}")
+    recs = list(recorders) if recorders is not None else [Recorder() for _ in range(k)]
+    n = pool.num_workers
+    cols = [
+        _Column(
+            j, p, p.init(x0, n, rngs[j]), stops[j], evaluates[j], eval_every[j], recs[j]
+        )
+        for j, p in enumerate(policies)
+    ]
+    results: list[RunResult | None] = [None] * k
+    ejected: list[int] = []
+    inflight: dict[int, list[int]] = {}
+    alive = task.alive
+
+    def leave(c: _Column, eject: bool) -> None:
+        alive[c.index] = False
+        if eject:
+            ejected.append(c.index)
+        else:
+            results[c.index] = c.result()
+
+    def agree(active: list[_Column], keys: list[Any]) -> tuple[list[_Column], Any]:
+        key = _majority(keys)
+        if all(kk == key for kk in keys):
+            return active, key
+        kept = []
+        for c, kk in zip(active, keys, strict=True):
+            if kk == key:
+                kept.append(c)
+            else:
+                leave(c, eject=True)
+        return kept, key
+
+    def dispatch(workers: tuple[int, ...], members: list[_Column]) -> None:
+        block = _Block(
+            np.stack([c.policy.params(c.state) for c in members]),
+            np.asarray([c.index for c in members], dtype=np.intp),
+            tuple(c.version_of(c.state) for c in members),
+        )
+        for w in workers:
+            # The block stands in for x: the pool only hands it to the task.
+            inflight.setdefault(w, []).append(pool.submit(w, block, 0))  # type: ignore[arg-type]
+
+    active, start = agree(cols, [c.policy.start(c.state) for c in cols])
+    dispatch(start, active)
+    for c in active:
+        c.start_evals()
+    active = [c for c in active if c.reason is None]
+    for c in cols:
+        if c.reason is not None:
+            leave(c, False)
+    while active:
+        try:
+            arrival = pool.next_arrival()
+        except SimulationExhausted:
+            for c in active:
+                c.reason = "exhausted"
+                leave(c, eject=False)
+            break
+        t = arrival.time
+        going = []
+        for c in active:
+            if c.before(t):
+                going.append(c)
+            else:
+                leave(c, False)
+        if not going:
+            break
+        jobs = inflight.get(arrival.worker)
+        if jobs:
+            jobs.remove(arrival.job)
+        payload: _Payload = arrival.payload  # type: ignore[assignment]
+        row = {c: i for i, c in enumerate(payload.cols.tolist())}
+        gs, versions = payload.gs, payload.versions
+        keys = []
+        for c in going:
+            j = c.index
+            mine = Arrival(
+                arrival.job,
+                arrival.worker,
+                versions[j],
+                gs[row[j]],
+                t,
+                arrival.compute_time,
+            )
+            version = c.version_of(c.state)
+            c.state, reply = c.on_arrival(c.state, mine)
+            counts = c.counts
+            counts["arrivals"] += 1
+            counts["applied"] += reply.applied
+            counts["discarded"] += reply.discarded
+            counts["skipped"] += reply.skipped
+            c.record(mine, version, reply)
+            keys.append((reply.dispatch, reply.cancel))
+        active, (to_dispatch, to_cancel) = agree(going, keys)
+        cancelled = 0
+        for w in to_cancel:
+            for job in inflight.pop(w, []):
+                pool.cancel(job)
+                cancelled += 1
+        if to_dispatch and active:
+            dispatch(to_dispatch, active)
+        still = []
+        for c in active:
+            counts = c.counts
+            counts["cancelled"] += cancelled
+            if counts["applied"] >= c.max_updates:
+                c.reason = "max_updates"
+            elif counts["arrivals"] >= c.max_arrivals:
+                c.reason = "max_arrivals"
+            if c.reason is None:
+                still.append(c)
+            else:
+                leave(c, eject=False)
+        active = still
+    return BatchedResult(results, tuple(sorted(ejected)))
