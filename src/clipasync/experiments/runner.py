@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clipasync.experiments.batched import execute_group, group_specs
 from clipasync.experiments.build import one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
@@ -33,6 +34,18 @@ def execute_and_save(
     outcome = execute(spec)
     save_run(outcome, Path(runs_dir), spec.record_arrivals, save_final)
     return outcome.summary
+
+
+def execute_group_and_save(
+    specs: list[RunSpec], runs_dir: str, save_final: bool = False
+) -> list[dict[str, Any]]:
+    """Execute a batch of runs (:func:`~clipasync.experiments.batched.group_specs`)
+    and store each; return their summaries."""
+    summaries = []
+    for spec, outcome in zip(specs, execute_group(specs), strict=True):
+        save_run(outcome, Path(runs_dir), spec.record_arrivals, save_final)
+        summaries.append(outcome.summary)
+    return summaries
 
 
 def resolve_workers(workers: str | int, num_runs: int) -> int:
@@ -76,7 +89,11 @@ def _run_specs(
     workers: int,
     on_done: Callable[[dict[str, Any]], None],
     save_final: bool = False,
+    batch: bool = False,
 ) -> None:
+    if batch:
+        _run_groups(group_specs(specs), runs_dir, workers, on_done, save_final)
+        return
     if workers <= 1:
         for spec in specs:
             on_done(execute_and_save(spec, str(runs_dir), save_final))
@@ -102,12 +119,47 @@ def _run_specs(
             raise
 
 
+def _run_groups(
+    groups: list[list[RunSpec]],
+    runs_dir: Path,
+    workers: int,
+    on_done: Callable[[dict[str, Any]], None],
+    save_final: bool,
+) -> None:
+    """:func:`_run_specs` with a batch of runs as the unit of work."""
+    if workers <= 1:
+        for group in groups:
+            for summary in execute_group_and_save(group, str(runs_dir), save_final):
+                on_done(summary)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context(
+        "forkserver" if "forkserver" in methods else "spawn"
+    )
+    with cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
+    ) as pool:
+        futures = [
+            pool.submit(execute_group_and_save, g, str(runs_dir), save_final)
+            for g in groups
+        ]
+        try:
+            for fut in cf.as_completed(futures):
+                for summary in fut.result():
+                    on_done(summary)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
 def run_experiment(
     config: ExperimentConfig,
     out_dir: str | Path,
     *,
     progress: bool = True,
     workers: int | None = None,
+    batch: bool | None = None,
 ) -> Path:
     """Run every spec of ``config`` into ``out_dir`` (the report is built apart).
 
@@ -124,6 +176,8 @@ def run_experiment(
         out_dir: Report directory (created).
         progress: Show a progress bar (runs done / total, ETA) on the terminal.
         workers: Override ``config.workers``.
+        batch: Override ``config.batch_grid``: run the configurations that share
+            an event sequence side by side (:mod:`clipasync.experiments.batched`).
 
     Returns:
         ``out_dir`` as a path.
@@ -132,14 +186,23 @@ def run_experiment(
     runs_dir, specs = prepare_out_dir(config, out)
     tail = config.diagnostics.tail_index if config.diagnostics else None
     save_final = tail is not None and "final" in tail.at
+    batched = config.batch_grid if batch is None else batch
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         pending = [s for s in specs if load_summary(runs_dir / s.run_id) is None]
+        units = len(group_specs(pending, batched))
         n_workers = resolve_workers(
-            workers if workers is not None else config.workers, len(pending)
+            workers if workers is not None else config.workers, units
         )
         _execute_with_progress(
-            pending, runs_dir, n_workers, len(specs), progress, save_final, stage
+            pending,
+            runs_dir,
+            n_workers,
+            len(specs),
+            progress,
+            save_final,
+            stage,
+            batched,
         )
 
     if config.protocol is None:
@@ -159,10 +222,11 @@ def _execute_with_progress(
     progress: bool,
     save_final: bool = False,
     stage: str | None = None,
+    batch: bool = False,
 ) -> None:
     done_before = total - len(pending)
     if not progress:
-        _run_specs(pending, runs_dir, workers, lambda s: None, save_final)
+        _run_specs(pending, runs_dir, workers, lambda s: None, save_final, batch)
         return
     from rich.progress import (
         BarColumn,
@@ -186,4 +250,6 @@ def _execute_with_progress(
         if done_before:
             label += f", {done_before} reused"
         task = bar.add_task(label, total=total, completed=done_before)
-        _run_specs(pending, runs_dir, workers, lambda s: bar.advance(task), save_final)
+        _run_specs(
+            pending, runs_dir, workers, lambda s: bar.advance(task), save_final, batch
+        )

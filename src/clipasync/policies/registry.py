@@ -50,6 +50,12 @@ class MethodEntry(Generic[P]):
             so it cannot run in an open system.
         example: A small valid grid point that exercises the method's state (the
             conformance tests run every registered method at its example).
+        schedule: The hyperparameters that shape a run's event sequence (which
+            workers get jobs, which are cancelled, what the oracle streams draw):
+            grid points equal in these, the seed, problem and timing share one
+            batched event loop (:mod:`clipasync.sim.batched`). ``None``: the
+            method's decisions may depend on its iterate, so its runs go one by
+            one.
     """
 
     name: str
@@ -60,10 +66,17 @@ class MethodEntry(Generic[P]):
     federated: bool = False
     needs_all_workers: bool = False
     example: P | None = None
+    schedule: tuple[str, ...] | None = None
     tags: tuple[tuple[str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", tags(self.params))  # also checks params
+        unknown = set(self.schedule or ()) - set(self.fields)
+        if unknown:
+            raise ConfigError(
+                f"policy {self.name!r}: schedule names unknown fields: "
+                f"{', '.join(sorted(unknown))}"
+            )
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -161,6 +174,7 @@ register(
         p.build_async_sgd,
         p.label_async_sgd,
         example=p.AsyncSGDParams(stepsize=0.1, max_norm=1.0, assign="random"),
+        schedule=("assign",),
     )
 )
 register(
@@ -176,6 +190,7 @@ register(
             adaptive_clip=AdaptiveClip(quantile=0.5, initial_max_norm=1.0, window=8),
             cancel_stale=True,
         ),
+        schedule=("max_delay", "cancel_stale"),
     )
 )
 register(
@@ -187,6 +202,7 @@ register(
         p.label_rennala,
         needs_all_workers=True,
         example=p.RennalaParams(stepsize=0.1, max_norm=1.0, batch_size=2),
+        schedule=("batch_size",),
     )
 )
 register(
@@ -198,6 +214,7 @@ register(
         p.label_minibatch,
         needs_all_workers=True,
         example=p.MinibatchParams(stepsize=0.1, delay_adaptive=True),
+        schedule=(),
     )
 )
 register(
@@ -220,6 +237,7 @@ register(
             max_staleness=4,
             local_steps=2,
         ),
+        schedule=("local_steps", "assign"),
     )
 )
 register(
@@ -239,6 +257,7 @@ register(
             staleness=PolynomialStaleness(0.5),
             assign="random",
         ),
+        schedule=("local_steps", "assign"),
     )
 )
 register(
@@ -250,5 +269,6 @@ register(
         p.build_normalized_sgd,
         p.label_normalized_sgd,
         example=p.NormalizedSGDParams(stepsize=0.05, assign="random"),
+        schedule=("assign",),
     )
 )

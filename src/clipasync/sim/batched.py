@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,6 +242,7 @@ def run_batched(
     evaluates: Sequence[Evaluate | None],
     eval_every: Sequence[float | None],
     recorders: Sequence[Recorder] | None = None,
+    on_leave: Callable[[int], None] | None = None,
 ) -> BatchedResult:
     """Run K configurations over one pool (see module docstring).
 
@@ -253,6 +254,9 @@ def run_batched(
         stops, rngs, evaluates, eval_every, recorders: Configuration j's arguments
             of :func:`clipasync.engine.run` (``rngs[j]``: its policy stream, each
             seeded as its own run's).
+        on_leave: Called with j when configuration j stops (not when ejected),
+            while the pool is where its own run would have left it (its counters
+            are then those of that run).
 
     Returns:
         The :class:`BatchedResult`.
@@ -279,6 +283,8 @@ def run_batched(
             ejected.append(c.index)
         else:
             results[c.index] = c.result()
+            if on_leave is not None:
+                on_leave(c.index)
 
     def agree(active: list[_Column], keys: list[Any]) -> tuple[list[_Column], Any]:
         key = _majority(keys)
