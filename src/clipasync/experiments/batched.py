@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from typing import Any, cast
 
 from clipasync.errors import ConfigError
@@ -83,17 +84,21 @@ def group_specs(specs: list[RunSpec], batch: bool = True) -> list[list[RunSpec]]
 
 
 def many_task(
-    specs: list[RunSpec], policies: list[ServerPolicy[Any]], problem: Problem
+    policy: str,
+    params: Sequence[Any],
+    policies: Sequence[ServerPolicy[Any]],
+    problem: Problem,
 ) -> ManyTask:
-    """Return the batched job of a group: one stochastic gradient per row, or for a
-    federated method local SGD with each run's client settings.
+    """Return the batched job of a group of ``policy``'s grid points ``params``:
+    one stochastic gradient per row, or for a federated method local SGD with each
+    point's client settings.
 
     Raises:
-        ConfigError: If the runs of a federated group differ in ``local_steps``.
+        ConfigError: If the points of a federated group differ in ``local_steps``.
     """
-    if not lookup(specs[0].policy).federated:
+    if not lookup(policy).federated:
         return gradient_task(problem)
-    clients = [cast(LocalTraining, s.params) for s in specs]
+    clients = [cast(LocalTraining, p) for p in params]
     steps = {c.local_steps for c in clients}
     if len(steps) != 1:
         raise ConfigError(
@@ -115,7 +120,8 @@ def execute_group(specs: list[RunSpec]) -> list[RunOutcome]:
     first = specs[0]
     problem = build_problem(first.problem)
     policies = [build_policy(s.policy, s.params) for s in specs]
-    task = BatchedTask(many_task(specs, policies, problem), len(specs))
+    job = many_task(first.policy, [s.params for s in specs], policies, problem)
+    task = BatchedTask(job, len(specs))
     pool = build_pool(build_timing(first.timing), task, first.seed, first.availability)
     recorders = [Recorder(keep_arrivals=True) for _ in specs]
     stats: dict[int, dict[str, Any]] = {}
