@@ -44,6 +44,7 @@ from clipasync.problems.many import ManyTask, gradient_task, local_sgd_many
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
 from clipasync.sim.batched import BatchedTask, run_batched
+from clipasync.sim.columns import run_columns
 
 
 def batch_key(spec: RunSpec) -> str | None:
@@ -125,20 +126,39 @@ def execute_group(specs: list[RunSpec]) -> list[RunOutcome]:
     pool = build_pool(build_timing(first.timing), task, first.seed, first.availability)
     recorders = [Recorder(keep_arrivals=True) for _ in specs]
     stats: dict[int, dict[str, Any]] = {}
+    stops = [build_stop(s.stop) for s in specs]
+    evaluates = [build_evaluate(problem) for _ in specs]
+    every = [s.eval_every for s in specs]
+    entry = lookup(first.policy)
+    step = None if entry.columns is None else entry.columns([s.params for s in specs])
     t0 = time.perf_counter()
     try:
-        batch = run_batched(
-            policies,
-            pool,
-            task,
-            problem.initial_point(),
-            stops=[build_stop(s.stop) for s in specs],
-            rngs=[stream(s.seed, Stream.POLICY) for s in specs],
-            evaluates=[build_evaluate(problem) for _ in specs],
-            eval_every=[s.eval_every for s in specs],
-            recorders=recorders,
-            on_leave=lambda j: stats.__setitem__(j, pool_stats(pool)),
-        )
+        if step is not None:
+            batch = run_columns(
+                step,
+                pool,
+                task,
+                problem.initial_point(),
+                stops=stops,
+                rng=stream(first.seed, Stream.POLICY),
+                evaluates=evaluates,
+                eval_every=every,
+                recorders=recorders,
+                on_leave=lambda j: stats.__setitem__(j, pool_stats(pool)),
+            )
+        else:
+            batch = run_batched(
+                policies,
+                pool,
+                task,
+                problem.initial_point(),
+                stops=stops,
+                rngs=[stream(s.seed, Stream.POLICY) for s in specs],
+                evaluates=evaluates,
+                eval_every=every,
+                recorders=recorders,
+                on_leave=lambda j: stats.__setitem__(j, pool_stats(pool)),
+            )
     finally:
         pool.close()
     share = (time.perf_counter() - t0) / len(specs)

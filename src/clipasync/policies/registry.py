@@ -17,13 +17,14 @@ arXiv 2606.13287, Algorithms 1–2, and their baselines)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from clipasync.errors import ConfigError
 from clipasync.policies import params as p
 from clipasync.policies.base import ServerPolicy
+from clipasync.policies.columns import ColumnStep, async_columns, normalized_columns
 from clipasync.policies.hyper import fields_of, fmt_value, from_hyper, is_axis, tags
 from clipasync.policies.hyper import to_hyper as _to_hyper
 from clipasync.policies.staleness import PolynomialStaleness
@@ -56,6 +57,9 @@ class MethodEntry(Generic[P]):
             batched event loop (:mod:`clipasync.sim.batched`). ``None``: the
             method's decisions may depend on its iterate, so its runs go one by
             one.
+        columns: The vectorised server step of a batch of grid points
+            (:mod:`clipasync.policies.columns`), or ``None`` for a batch it does
+            not cover; without it a batch keeps one policy state per point.
     """
 
     name: str
@@ -67,6 +71,7 @@ class MethodEntry(Generic[P]):
     needs_all_workers: bool = False
     example: P | None = None
     schedule: tuple[str, ...] | None = None
+    columns: Callable[[Sequence[Any]], ColumnStep | None] | None = None
     tags: tuple[tuple[str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -175,6 +180,7 @@ register(
         p.label_async_sgd,
         example=p.AsyncSGDParams(stepsize=0.1, max_norm=1.0, assign="random"),
         schedule=("assign",),
+        columns=async_columns,
     )
 )
 register(
@@ -270,5 +276,6 @@ register(
         p.label_normalized_sgd,
         example=p.NormalizedSGDParams(stepsize=0.05, assign="random"),
         schedule=("assign",),
+        columns=normalized_columns,
     )
 )

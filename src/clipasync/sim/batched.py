@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from clipasync.engine import Evaluate, RunResult, StopReason, StopRule, WorkerPool
 from clipasync.errors import ConfigError, SimulationExhausted
@@ -53,16 +54,29 @@ class _Block:
 
     xs: Rows
     cols: Columns
-    versions: tuple[int, ...]
+    versions: npt.NDArray[np.int64]
 
 
 @dataclass(frozen=True, slots=True)
 class _Payload:
-    """A job's result: ``gs[i]`` belongs to configuration ``cols[i]``."""
+    """A job's result: ``gs[i]`` belongs to configuration ``cols[i]``, whose model
+    had version ``versions[i]``."""
 
     cols: Columns
     gs: Rows
-    versions: dict[int, int]
+    versions: npt.NDArray[np.int64]
+
+
+def block_of(xs: Rows, cols: Columns, versions: npt.NDArray[np.int64]) -> Any:
+    """The stand-in for x of a job submitted for configurations ``cols`` (their rows
+    ``xs``, at versions ``versions``); only :class:`BatchedTask` reads it."""
+    return _Block(xs, cols, versions)
+
+
+def payload_of(payload: Any) -> tuple[Columns, Rows, npt.NDArray[np.int64]]:
+    """The configurations, payload rows and model versions of a batched job."""
+    p: _Payload = payload
+    return p.cols, p.gs, p.versions
 
 
 class BatchedTask:
@@ -76,22 +90,21 @@ class BatchedTask:
 
     def __init__(self, task: ManyTask, num_columns: int) -> None:
         self._task = task
-        self.alive = [True] * num_columns
+        #: Configurations still running (the drivers clear their flags).
+        self.alive = np.ones(num_columns, dtype=bool)
 
     def __call__(self, worker: int, x: Any, rng: np.random.Generator) -> Any:
         block: _Block = x
-        alive = self.alive
-        live = [i for i, c in enumerate(block.cols.tolist()) if alive[c]]
-        if len(live) == len(block.cols):
-            xs, cols = block.xs, block.cols
+        live = self.alive[block.cols]
+        if live.all():
+            xs, cols, versions = block.xs, block.cols, block.versions
         else:
             # No live row: compute one anyway, so the worker's stream advances
             # exactly as in a one-configuration run.
-            keep = live or [0]
+            keep = np.flatnonzero(live) if live.any() else np.zeros(1, np.intp)
             xs, cols = block.xs[keep], block.cols[keep]
-        gs = self._task(worker, xs, cols, rng)
-        versions = dict(zip(block.cols.tolist(), block.versions, strict=True))
-        return _Payload(cols, gs, versions)
+            versions = block.versions[keep]
+        return _Payload(cols, self._task(worker, xs, cols, rng), versions)
 
 
 @dataclass
@@ -109,15 +122,14 @@ class BatchedResult:
     ejected: tuple[int, ...]
 
 
-class _Column:
-    """One configuration's state, counters and stop logic (those of
-    :func:`clipasync.engine.run`, per configuration)."""
+class ColumnStops:
+    """One configuration's evaluations, stop rule, target and divergence check (those
+    of :func:`clipasync.engine.run`, per configuration); a subclass says where its
+    iterate, version and arrival count live."""
 
     def __init__(
         self,
         index: int,
-        policy: ServerPolicy[Any],
-        state: Any,
         stop: StopRule,
         evaluate: Evaluate | None,
         eval_every: float | None,
@@ -127,11 +139,9 @@ class _Column:
             raise ConfigError("a target needs an evaluate function")
         if eval_every is not None and not (eval_every > 0):
             raise ConfigError(f"eval_every must be positive, got {eval_every}")
-        self.index, self.policy, self.state = index, policy, state
+        self.index = index
         self.stop, self.evaluate, self.eval_every = stop, evaluate, eval_every
         self.rec = recorder
-        self.on_arrival, self.version_of = policy.on_arrival, policy.version
-        self.record = recorder.record_arrival
         self.max_time = math.inf if stop.max_time is None else stop.max_time
         self.max_updates = math.inf if stop.max_updates is None else stop.max_updates
         self.max_arrivals = math.inf if stop.max_arrivals is None else stop.max_arrivals
@@ -156,10 +166,8 @@ class _Column:
 
     def do_eval(self, t: float) -> StopReason | None:
         assert self.evaluate is not None
-        metrics = self.evaluate(self.policy.params(self.state))
-        self.rec.record_eval(
-            t, self.policy.version(self.state), metrics, self.counts["arrivals"]
-        )
+        metrics = self.evaluate(self.params())
+        self.rec.record_eval(t, self.version(), metrics, self.arrivals())
         loss = metrics.get("loss", 0.0)
         if self.initial_loss is None:
             self.initial_loss = loss
@@ -210,15 +218,52 @@ class _Column:
             if self.now > last and self.do_eval(self.now) == "target":
                 self.reason = "target"
         return RunResult(
-            params=self.policy.params(self.state),
-            version=self.policy.version(self.state),
+            params=self.params(),
+            version=self.version(),
             time=self.now,
             stop_reason=self.reason,
             time_to_target=self.time_to_target,
-            counts=dict(self.counts),
+            counts=self.final_counts(),
             recorder=self.rec,
             robust_hit=self.robust_hit,
         )
+
+    def params(self) -> Vector:
+        raise NotImplementedError
+
+    def version(self) -> int:
+        raise NotImplementedError
+
+    def arrivals(self) -> int:
+        return self.counts["arrivals"]
+
+    def final_counts(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+class _Column(ColumnStops):
+    """A configuration with its own policy state (the per-configuration path)."""
+
+    def __init__(
+        self,
+        index: int,
+        policy: ServerPolicy[Any],
+        state: Any,
+        stop: StopRule,
+        evaluate: Evaluate | None,
+        eval_every: float | None,
+        recorder: Recorder,
+    ) -> None:
+        super().__init__(index, stop, evaluate, eval_every, recorder)
+        self.policy, self.state = policy, state
+        self.on_arrival, self.version_of = policy.on_arrival, policy.version
+        self.record = recorder.record_arrival
+
+    def params(self) -> Vector:
+        return self.policy.params(self.state)
+
+    def version(self) -> int:
+        return self.policy.version(self.state)
 
 
 def _majority(keys: list[Any]) -> Any:
@@ -300,9 +345,9 @@ def run_batched(
 
     def dispatch(workers: tuple[int, ...], members: list[_Column]) -> None:
         block = _Block(
-            np.stack([c.policy.params(c.state) for c in members]),
+            np.stack([c.params() for c in members]),
             np.asarray([c.index for c in members], dtype=np.intp),
-            tuple(c.version_of(c.state) for c in members),
+            np.asarray([c.version() for c in members], dtype=np.int64),
         )
         for w in workers:
             # The block stands in for x: the pool only hands it to the task.
@@ -345,7 +390,7 @@ def run_batched(
             mine = Arrival(
                 arrival.job,
                 arrival.worker,
-                versions[j],
+                int(versions[row[j]]),
                 gs[row[j]],
                 t,
                 arrival.compute_time,

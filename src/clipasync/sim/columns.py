@@ -1,0 +1,223 @@
+"""The vectorised batched loop: K asynchronous-SGD configurations as one K × d
+matrix, one arrival updating every row at once.
+
+:func:`run_columns` is :func:`clipasync.sim.batched.run_batched` for grids whose
+server step has a vectorised form (:class:`~clipasync.policies.columns.ColumnStep`:
+asynchronous and normalised SGD with a fixed clip level, stepsize and delay rule
+per configuration). Per arrival it pays one batched gradient, one vectorised
+update and a few array appends, whatever K, instead of K policy calls; the
+per-configuration work left is the evaluations, on their own cadence. The job
+assignment is common, so one policy stream (seeded as every configuration's own)
+draws it. Records, stops and answers are those of :func:`run_batched`: each
+configuration's event records equal its one-configuration run's, its iterate up to
+the rounding of ‖g‖ and of the batched gradient products.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from clipasync.engine import Evaluate, StopRule, WorkerPool
+from clipasync.errors import ConfigError, SimulationExhausted
+from clipasync.policies.columns import ColumnStep
+from clipasync.recorder import Recorder
+from clipasync.sim.batched import (
+    BatchedResult,
+    BatchedTask,
+    ColumnStops,
+    block_of,
+    payload_of,
+)
+from clipasync.types import Vector
+
+_I64 = npt.NDArray[np.int64]
+
+
+class _Row(ColumnStops):
+    """Configuration j: row j of the shared iterate, version and count arrays."""
+
+    def __init__(self, index: int, shared: _Shared, *args: Any) -> None:
+        super().__init__(index, *args)
+        self.shared = shared
+
+    def params(self) -> Vector:
+        row: Vector = self.shared.xs[self.index]  # a view: a stopped row stays put
+        return row
+
+    def version(self) -> int:
+        return int(self.shared.versions[self.index])
+
+    def arrivals(self) -> int:
+        return int(self.shared.arrivals[self.index])
+
+    def final_counts(self) -> dict[str, int]:
+        j, sh = self.index, self.shared
+        return {
+            "arrivals": int(sh.arrivals[j]),
+            "applied": int(sh.applied[j]),
+            "discarded": 0,
+            "skipped": int(sh.skipped[j]),
+            "cancelled": 0,
+        }
+
+
+class _Shared:
+    """The K rows' iterates, versions and counters."""
+
+    def __init__(self, x0: Vector, k: int) -> None:
+        self.xs: Vector = np.tile(np.asarray(x0), (k, 1))
+        self.versions: _I64 = np.zeros(k, dtype=np.int64)
+        self.arrivals: _I64 = np.zeros(k, dtype=np.int64)
+        self.applied: _I64 = np.zeros(k, dtype=np.int64)
+        self.skipped: _I64 = np.zeros(k, dtype=np.int64)
+
+
+def run_columns(
+    step: ColumnStep,
+    pool: WorkerPool,
+    task: BatchedTask,
+    x0: Vector,
+    *,
+    stops: Sequence[StopRule],
+    rng: np.random.Generator,
+    evaluates: Sequence[Evaluate | None],
+    eval_every: Sequence[float | None],
+    recorders: Sequence[Recorder] | None = None,
+    on_leave: Callable[[int], None] | None = None,
+) -> BatchedResult:
+    """Run the K configurations of ``step`` over one pool (see module docstring).
+
+    Arguments as :func:`~clipasync.sim.batched.run_batched`, but one policy stream
+    ``rng`` and the vectorised server ``step`` instead of K policies.
+    """
+    k = step.num_columns
+    if not k or not (len(stops) == len(evaluates) == len(eval_every) == k):
+        raise ConfigError(f"run_columns needs K >= 1 equal-length lists, got K={k}")
+    recs = list(recorders) if recorders is not None else [Recorder() for _ in range(k)]
+    n = pool.num_workers
+    sh = _Shared(x0, k)
+    rows = [
+        _Row(j, sh, stops[j], evaluates[j], eval_every[j], recs[j]) for j in range(k)
+    ]
+    max_updates = np.asarray([r.max_updates for r in rows], dtype=np.float64)
+    max_arrivals = np.asarray([r.max_arrivals for r in rows], dtype=np.float64)
+    results: list[Any] = [None] * k
+    alive = np.ones(k, dtype=bool)
+    log: list[tuple[Any, ...]] = []
+
+    task_live: list[npt.NDArray[np.intp] | None] = [None]
+
+    def leave(r: _Row) -> None:
+        alive[r.index] = False
+        task_live[0] = None
+        task.alive[r.index] = False
+        results[r.index] = r.result()
+        if on_leave is not None:
+            on_leave(r.index)
+
+    def dispatch(workers: Sequence[int]) -> None:
+        live = task_live[0]
+        if live is None:  # a configuration left since the last dispatch
+            live = task_live[0] = np.flatnonzero(alive)
+        block = block_of(sh.xs[live], live, sh.versions[live])
+        for w in workers:
+            pool.submit(w, block, 0)
+
+    def next_check() -> float:
+        return min(
+            (min(r.next_eval, r.max_time) for r in rows if alive[r.index]),
+            default=math.inf,
+        )
+
+    dispatch(range(n))
+    for r in rows:
+        r.start_evals()
+        if r.reason is not None:
+            leave(r)
+    check = next_check()
+    last_t = 0.0
+    while alive.any():
+        try:
+            arrival = pool.next_arrival()
+        except SimulationExhausted:
+            for r in rows:
+                if alive[r.index]:
+                    r.reason, r.now = "exhausted", last_t
+                    leave(r)
+            break
+        t = arrival.time
+        if t >= check:
+            for r in rows:
+                if alive[r.index] and not r.before(t):
+                    leave(r)
+            check = next_check()
+            if not alive.any():
+                break
+        last_t = t
+        cols, gs, submitted = payload_of(arrival.payload)
+        live = alive[cols]
+        if not live.all():
+            cols, gs, submitted = cols[live], gs[live], submitted[live]
+        before = sh.versions[cols]
+        delays = before - submitted
+        new, skipped, info = step.update(sh.xs[cols], gs, cols, delays, n)
+        sh.xs[cols] = new
+        applied = ~skipped
+        sh.versions[cols] = before + applied
+        sh.arrivals[cols] += 1
+        sh.applied[cols] += applied
+        sh.skipped[cols] += skipped
+        event = (t, arrival.job, arrival.worker, arrival.compute_time)
+        log.append((*event, cols, before, delays, applied, skipped, info))
+        dispatch((step.next_worker(arrival.worker, n, rng),))
+        done = (sh.applied[cols] >= max_updates[cols]) | (
+            sh.arrivals[cols] >= max_arrivals[cols]
+        )
+        if done.any():
+            for j in cols[done].tolist():
+                r = rows[j]
+                over = sh.applied[j] >= max_updates[j]
+                r.reason, r.now = ("max_updates" if over else "max_arrivals"), t
+                leave(r)
+            check = next_check()
+    _record(rows, log)
+    return BatchedResult(results, ())
+
+
+_FIELDS = ("version", "delay", "applied", "skipped")
+_INFO = ("pre_clip_norm", "clipped", "stepsize")
+
+
+def _record(rows: list[_Row], log: list[tuple[Any, ...]]) -> None:
+    """Write every configuration's arrival rows from the shared event log (one
+    stable sort by configuration keeps each one's rows in event order)."""
+    if not log:
+        return
+    sizes = np.asarray([len(e[4]) for e in log])
+    event = np.repeat(np.arange(len(log)), sizes)
+    col = np.concatenate([e[4] for e in log])
+    per_row = {
+        name: np.concatenate([e[5 + i] for e in log]) for i, name in enumerate(_FIELDS)
+    }
+    for name in _INFO:
+        per_row[name] = np.concatenate([e[9][name] for e in log])
+    shared = {
+        name: np.asarray([e[i] for e in log])
+        for i, name in enumerate(("time", "job", "worker", "compute_time"))
+    }
+    order = np.argsort(col, kind="stable")
+    bounds = np.searchsorted(col[order], np.arange(len(rows) + 1))
+    for r in rows:
+        if not r.rec.keep_arrivals:
+            continue
+        take = order[bounds[r.index] : bounds[r.index + 1]]
+        ev = event[take]
+        out: dict[str, list[Any]] = {name: shared[name][ev].tolist() for name in shared}
+        out.update({name: per_row[name][take].tolist() for name in per_row})
+        out["discarded"] = [False] * take.shape[0]
+        r.rec.extend_arrivals(out)
