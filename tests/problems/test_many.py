@@ -92,3 +92,37 @@ def test_local_sgd_many_rejects_bad_settings() -> None:
         local_sgd_many(problem, 1, [0.1], [-1.0])
     with pytest.raises(ConfigError, match="2 local stepsizes"):
         local_sgd_many(problem, 1, [0.1, 0.2], [None])
+
+
+def _torch_problem(dropout: bool) -> Any:
+    torch = pytest.importorskip("torch")
+    from clipasync.problems import TorchProblem
+
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(3, 4), torch.nn.Tanh()]
+    if dropout:
+        layers.append(torch.nn.Dropout(0.5))
+    model = torch.nn.Sequential(*layers, torch.nn.Linear(4, 1))
+    gen = torch.Generator().manual_seed(1)
+    data = (torch.randn(24, 3, generator=gen), torch.randn(24, 1, generator=gen))
+    return TorchProblem(model, torch.nn.MSELoss(), data, batch_size=6)
+
+
+@pytest.mark.parametrize("dropout", [False, True], ids=["vmap", "replay"])
+def test_a_torch_model_batches_through_torch_func_else_replays(dropout: bool) -> None:
+    problem = _torch_problem(dropout)
+    xs = problem.initial_point() + np.random.default_rng(0).normal(
+        size=(3, problem.dim)
+    ).astype(np.float32)
+    rng = np.random.default_rng(5)
+    gs = many_grad(problem)(xs, rng, None)
+    assert gs.dtype == np.float32 and gs.shape == xs.shape
+    for k in range(3):
+        one = np.random.default_rng(5)
+        g = problem.stochastic_grad(xs[k], one)
+        if dropout:  # random layers: one stochastic_grad per row, bit for bit
+            np.testing.assert_array_equal(gs[k], g)
+        else:
+            np.testing.assert_allclose(gs[k], g, rtol=1e-5, atol=1e-6)
+        assert one.bit_generator.state == rng.bit_generator.state
+    assert getattr(problem, "_vmap_fails", False) is dropout

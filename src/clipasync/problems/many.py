@@ -53,26 +53,35 @@ def many_grad(problem: Any) -> ManyGrad:
     rows then share one draw when the draws do not depend on x, and the stream ends
     where one call leaves it.
     """
-    direct = getattr(problem, "stochastic_grad_many", None)
-    if direct is not None:
-        return direct  # type: ignore[no-any-return]
+    # Looked up on the class: a wrapper that forwards unknown attributes to the
+    # problem it wraps must not lend the inner problem's batched oracle.
+    if getattr(type(problem), "stochastic_grad_many", None) is not None:
+        return problem.stochastic_grad_many  # type: ignore[no-any-return]
 
     def per_row(xs: Rows, rng: np.random.Generator, worker: int | None = None) -> Rows:
-        start = rng.bit_generator.state
-        out: Rows | None = None
-        for i in range(xs.shape[0]):
-            if i:
-                rng.bit_generator.state = start
-            g = problem.stochastic_grad(xs[i], rng, worker)
-            if out is None:
-                out = np.empty((xs.shape[0], g.shape[0]), dtype=g.dtype)
-            out[i] = g
-        if out is None:  # no rows: still consume the one draw of a job
-            problem.stochastic_grad(np.zeros(problem.dim, dtype=xs.dtype), rng, worker)
-            return np.empty((0, problem.dim), dtype=xs.dtype)
-        return out
+        return replay_rows(problem, xs, rng, worker)
 
     return per_row
+
+
+def replay_rows(
+    problem: Any, xs: Rows, rng: np.random.Generator, worker: int | None = None
+) -> Rows:
+    """Return one ``stochastic_grad`` per row of ``xs``, ``rng`` rewound to its
+    starting state before each (the per-row fallback of :func:`many_grad`)."""
+    start = rng.bit_generator.state
+    out: Rows | None = None
+    for i in range(xs.shape[0]):
+        if i:
+            rng.bit_generator.state = start
+        g = problem.stochastic_grad(xs[i], rng, worker)
+        if out is None:
+            out = np.empty((xs.shape[0], g.shape[0]), dtype=g.dtype)
+        out[i] = g
+    if out is None:  # no rows: still consume the one draw of a job
+        problem.stochastic_grad(np.zeros(problem.dim, dtype=xs.dtype), rng, worker)
+        return np.empty((0, problem.dim), dtype=xs.dtype)
+    return out
 
 
 def gradient_task(problem: Any) -> ManyTask:
