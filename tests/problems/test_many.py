@@ -13,7 +13,7 @@ from clipasync.errors import ConfigError
 from clipasync.problems import LeastSquares
 from clipasync.problems.local_training import local_sgd_task
 from clipasync.problems.logistic import LogisticRegression
-from clipasync.problems.many import clip_rows, local_sgd_many, many_grad
+from clipasync.problems.many import clip_rows, evaluate_rows, local_sgd_many, many_grad
 from clipasync.problems.noise import with_noise
 from clipasync.problems.robust_regression import RobustRegression
 
@@ -126,3 +126,17 @@ def test_a_torch_model_batches_through_torch_func_else_replays(dropout: bool) ->
             np.testing.assert_allclose(gs[k], g, rtol=1e-5, atol=1e-6)
         assert one.bit_generator.state == rng.bit_generator.state
     assert getattr(problem, "_vmap_fails", False) is dropout
+
+
+def test_evaluate_rows_is_evaluate_of_every_row() -> None:
+    ls = LeastSquares(num_samples=60, dim=5, batch_size=8, seed=1)
+    noisy = with_noise(ls, {"kind": "student_t", "df": 3.0, "scale": 1.0})
+    xs = np.random.default_rng(0).normal(size=(3, 5))
+    xs[2] = ls.x_star  # suboptimality 0 (clamped at 0 like evaluate)
+    for problem in (ls, noisy, RobustRegression(num_samples=50, dim=5, seed=1)):
+        rows = evaluate_rows(problem, xs)
+        for x, got in zip(xs, rows, strict=True):
+            want = problem.evaluate(x)
+            assert got.keys() == want.keys()
+            for key in want:
+                assert got[key] == pytest.approx(want[key], rel=1e-12, abs=1e-15)

@@ -40,11 +40,16 @@ from clipasync.experiments.grid import RunSpec
 from clipasync.policies.base import ServerPolicy
 from clipasync.policies.registry import lookup
 from clipasync.problems.base import Problem
-from clipasync.problems.many import ManyTask, gradient_task, local_sgd_many
+from clipasync.problems.many import (
+    ManyTask,
+    evaluate_rows,
+    gradient_task,
+    local_sgd_many,
+)
 from clipasync.recorder import Recorder
 from clipasync.seeding import Stream, stream
 from clipasync.sim.batched import BatchedTask, run_batched
-from clipasync.sim.columns import run_columns
+from clipasync.sim.columns import SharedEvaluations, run_columns
 
 
 def batch_key(spec: RunSpec) -> str | None:
@@ -127,10 +132,19 @@ def execute_group(specs: list[RunSpec]) -> list[RunOutcome]:
     recorders = [Recorder(keep_arrivals=True) for _ in specs]
     stats: dict[int, dict[str, Any]] = {}
     stops = [build_stop(s.stop) for s in specs]
-    evaluates = [build_evaluate(problem) for _ in specs]
     every = [s.eval_every for s in specs]
     entry = lookup(first.policy)
     step = None if entry.columns is None else entry.columns([s.params for s in specs])
+    shared = None
+    if step is not None:
+        shared = SharedEvaluations(
+            problem.evaluate, lambda xs: evaluate_rows(problem, xs)
+        )
+        evaluates = [
+            build_evaluate(problem, shared.for_row(j)) for j in range(len(specs))
+        ]
+    else:
+        evaluates = [build_evaluate(problem) for _ in specs]
     t0 = time.perf_counter()
     try:
         if step is not None:
@@ -145,6 +159,7 @@ def execute_group(specs: list[RunSpec]) -> list[RunOutcome]:
                 eval_every=every,
                 recorders=recorders,
                 on_leave=lambda j: stats.__setitem__(j, pool_stats(pool)),
+                shared=shared,
             )
         else:
             batch = run_batched(

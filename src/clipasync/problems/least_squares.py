@@ -229,6 +229,27 @@ class LeastSquares(MinibatchMixin):
             "suboptimality": self.suboptimality(x),
         }
 
+    def evaluate_many(self, xs: _F64) -> list[dict[str, float]]:
+        """Return :meth:`evaluate` of every row of ``xs`` (K × d) with one product
+        per quantity (``A`` read once for all rows, not once per row)."""
+        x = np.asarray(xs, dtype=np.float64)
+        r = x @ self.a.T
+        r -= self.b
+        losses = np.einsum("kn,kn->k", r, r) / (2.0 * self.num_samples)
+        g = x @ self.hessian
+        g -= self._atb
+        e = x - self.x_star
+        sub = 0.5 * np.einsum("kd,kd->k", e, e @ self.hessian)
+        norms = np.sqrt(np.einsum("kd,kd->k", g, g))
+        return [
+            {
+                "loss": float(losses[k]),
+                "grad_norm": float(norms[k]),
+                "suboptimality": max(0.0, float(sub[k])),
+            }
+            for k in range(x.shape[0])
+        ]
+
     def __repr__(self) -> str:
         return (
             f"LeastSquares(num_samples={self.num_samples}, dim={self.dim}, "

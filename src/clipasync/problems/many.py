@@ -84,6 +84,15 @@ def replay_rows(
     return out
 
 
+def evaluate_rows(problem: Any, xs: Rows) -> list[dict[str, float]]:
+    """Return ``problem.evaluate`` of every row: one batched call where the problem
+    has ``evaluate_many`` (least squares: one pass over the data for all rows),
+    else one call per row."""
+    if getattr(type(problem), "evaluate_many", None) is not None:
+        return problem.evaluate_many(xs)  # type: ignore[no-any-return]
+    return [problem.evaluate(x) for x in xs]
+
+
 def gradient_task(problem: Any) -> ManyTask:
     """Return the batched job of a non-federated method: one stochastic gradient."""
     grad = many_grad(problem)

@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipasync.errors import ConfigError
-from clipasync.problems.many import many_grad
+from clipasync.problems.many import evaluate_rows, many_grad
 from clipasync.types import Vector
 
 if TYPE_CHECKING:
@@ -178,6 +178,10 @@ class _NoisyProblem:
         g = many_grad(self.problem)(xs, rng, worker)
         out: Vector = g + self._noise(rng).astype(g.dtype, copy=False)[None, :]
         return out
+
+    def evaluate_many(self, xs: Vector) -> list[dict[str, float]]:
+        """Return the wrapped problem's metrics of every row."""
+        return evaluate_rows(self.problem, xs)
 
     def evaluate(self, x: Vector) -> dict[str, float]:
         """Return the wrapped problem's metrics."""

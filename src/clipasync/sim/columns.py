@@ -77,6 +77,43 @@ class _Shared:
         self.skipped: _I64 = np.zeros(k, dtype=np.int64)
 
 
+class SharedEvaluations:
+    """Evaluations of the rows due at one time, in one batched call.
+
+    Rows evaluated at the same arrival share one ``evaluate_many`` call
+    (:func:`clipasync.problems.many.evaluate_rows`); :meth:`for_row` is row j's
+    metrics function, which returns the shared result for row j's current iterate
+    during such a round, and evaluates alone otherwise (the final evaluation).
+
+    Args:
+        evaluate: One iterate's metrics.
+        evaluate_many: Every row's metrics.
+    """
+
+    def __init__(
+        self,
+        evaluate: Evaluate,
+        evaluate_many: Callable[[Vector], list[dict[str, float]]],
+    ) -> None:
+        self._one, self._many = evaluate, evaluate_many
+        self._cache: dict[int, dict[str, float]] = {}
+
+    def for_row(self, j: int) -> Evaluate:
+        def evaluate(x: Vector) -> dict[str, float]:
+            cached = self._cache.get(j)
+            return dict(cached) if cached is not None else self._one(x)
+
+        return evaluate
+
+    def fill(self, rows: list[int], xs: Vector) -> None:
+        """Evaluate ``rows`` of ``xs`` at once, for the round that follows."""
+        if len(rows) > 1:
+            self._cache = dict(zip(rows, self._many(xs[rows]), strict=True))
+
+    def clear(self) -> None:
+        self._cache = {}
+
+
 def run_columns(
     step: ColumnStep,
     pool: WorkerPool,
@@ -89,11 +126,14 @@ def run_columns(
     eval_every: Sequence[float | None],
     recorders: Sequence[Recorder] | None = None,
     on_leave: Callable[[int], None] | None = None,
+    shared: SharedEvaluations | None = None,
 ) -> BatchedResult:
     """Run the K configurations of ``step`` over one pool (see module docstring).
 
     Arguments as :func:`~clipasync.sim.batched.run_batched`, but one policy stream
-    ``rng`` and the vectorised server ``step`` instead of K policies.
+    ``rng`` and the vectorised server ``step`` instead of K policies; ``shared``:
+    the evaluations whose ``for_row(j)`` are in ``evaluates``, filled before
+    every round of evaluations.
     """
     k = step.num_columns
     if not k or not (len(stops) == len(evaluates) == len(eval_every) == k):
@@ -134,9 +174,25 @@ def run_columns(
             default=math.inf,
         )
 
+    def fill(t: float) -> None:
+        if shared is not None:
+            due = [
+                r.index
+                for r in rows
+                if alive[r.index]
+                and r.evaluate is not None
+                and r.next_eval <= min(t, r.max_time)
+            ]
+            shared.fill(due, sh.xs)
+
     dispatch(range(n))
+    if shared is not None:
+        shared.fill([r.index for r in rows if r.evaluate is not None], sh.xs)
     for r in rows:
         r.start_evals()
+    if shared is not None:
+        shared.clear()
+    for r in rows:
         if r.reason is not None:
             leave(r)
     check = next_check()
@@ -152,9 +208,12 @@ def run_columns(
             break
         t = arrival.time
         if t >= check:
+            fill(t)
             for r in rows:
                 if alive[r.index] and not r.before(t):
                     leave(r)
+            if shared is not None:
+                shared.clear()
             check = next_check()
             if not alive.any():
                 break
