@@ -1,11 +1,13 @@
 """The vectorised batched loop (:mod:`clipasync.sim.columns`) gives every
 configuration its one-configuration run: event records exact, iterates, metrics and
 norms within ``rtol = 1e-12 · T`` (the bound of :mod:`tests.sim.test_batched`),
-for vanilla, clipped, delay-adaptive and normalised SGD, both job assignments,
+for vanilla, clipped, delay-adaptive and normalised SGD and Ringmaster, both job
+assignments,
 per-configuration stops, skipped non-finite gradients and zero gradients."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -13,7 +15,11 @@ import pytest
 
 from clipasync.engine import RunResult, StopRule, run
 from clipasync.policies.columns import async_columns, normalized_columns
-from clipasync.policies.params import AsyncSGDParams, NormalizedSGDParams
+from clipasync.policies.params import (
+    AsyncSGDParams,
+    NormalizedSGDParams,
+    RingmasterParams,
+)
 from clipasync.policies.registry import lookup
 from clipasync.problems import LeastSquares
 from clipasync.problems.many import gradient_task
@@ -101,6 +107,19 @@ def test_async_grid_equals_its_one_configuration_runs(assign: str) -> None:
 def test_normalized_grid_equals_its_one_configuration_runs() -> None:
     grid = [NormalizedSGDParams(stepsize=g, assign="random") for g in (0.01, 0.1, 0.3)]
     _check("normalized_sgd", grid, [StopRule(max_time=30.0)] * 3)
+
+
+def test_ringmaster_grid_discards_as_alone() -> None:
+    grid = [
+        RingmasterParams(stepsize=g, max_norm=c, max_delay=r)
+        for g in (0.05, 0.2)
+        for c in (None, 0.5)
+        for r in (2, 3)
+    ]
+    solos = _check("ringmaster", grid, [StopRule(max_arrivals=40)] * len(grid))
+    assert solos[0].counts["discarded"] > 0
+    with_cancel = dataclasses.replace(grid[0], cancel_stale=True)
+    assert lookup("ringmaster").columns([with_cancel]) is None  # type: ignore[misc]
 
 
 @pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning")

@@ -15,16 +15,19 @@ the same order (clip ``g·(c/‖g‖)``, normalise ``g/‖g‖``, then ``·γ``,
 ``x − u``), so a row differs from its own run only by the rounding of ‖g‖. The job
 assignment is common to the grid (``assign``), so one policy stream serves all.
 
-The registry gives a method's grid its :class:`ColumnStep` when every point has one
-(:func:`async_columns`, :func:`normalized_columns`; an adaptive clip has state and
-keeps the per-configuration path of :mod:`clipasync.sim.batched`).
+Ringmaster (``max_delays``) is the same step with an arrival of delay ≥ R_j
+discarded in row j. The registry gives a method's grid its :class:`ColumnStep` when
+every point has one (:func:`async_columns`, :func:`normalized_columns`,
+:func:`ringmaster_columns`; an adaptive clip has state, and Ringmaster's
+``cancel_stale`` per-configuration cancellations, so they keep the
+per-configuration path of :mod:`clipasync.sim.batched`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +52,8 @@ class ColumnStep:
         normalized: Row j normalises (normalised SGD) instead of clipping.
         delay_adaptive: Row j scales γ_j by min(1, n/delay).
         assign: The common job assignment (``"same"`` or ``"random"``).
+        max_delays: Ringmaster's R_j: an arrival with delay ≥ R_j is discarded
+            (counted, not applied) in row j; ``None``: none is.
     """
 
     stepsizes: _F64
@@ -56,6 +61,7 @@ class ColumnStep:
     normalized: npt.NDArray[np.bool_]
     delay_adaptive: npt.NDArray[np.bool_]
     assign: Assign = "same"
+    max_delays: _F64 | None = None
     _levels: _F64 = field(init=False, repr=False)
     _has_clip: npt.NDArray[np.bool_] = field(init=False, repr=False)
     _all_normalized: bool = field(init=False, repr=False)
@@ -92,15 +98,33 @@ class ColumnStep:
         cols: npt.NDArray[np.intp],
         delays: npt.NDArray[np.int64],
         num_workers: int,
-    ) -> tuple[Rows, npt.NDArray[np.bool_], dict[str, _F64]]:
+    ) -> tuple[Rows, npt.NDArray[np.bool_], npt.NDArray[np.bool_], dict[str, _F64]]:
         """Apply row i's gradient ``gs[i]`` to ``xs[i]`` (configuration ``cols[i]``).
 
         Returns:
-            The new rows, the mask of skipped rows (a non-finite gradient: the row
-            is returned unchanged), and the telemetry of every row
-            (``pre_clip_norm``, ``clipped``, ``stepsize``; NaN where the
-            one-configuration run records none).
+            The new rows, the masks of discarded rows (Ringmaster's delay ≥ R_j)
+            and of skipped rows (a non-finite gradient), both returned unchanged,
+            and the telemetry of every row (``pre_clip_norm``, ``clipped``,
+            ``stepsize``; NaN where the one-configuration run records none).
         """
+        new, skipped, info = self._update(xs, gs, cols, delays, num_workers)
+        if self.max_delays is None:
+            return new, np.zeros(skipped.shape[0], dtype=bool), skipped, info
+        discarded = delays >= self.max_delays[cols]
+        if discarded.any():  # checked first: a discarded arrival is never skipped
+            new[discarded] = xs[discarded]
+            skipped = skipped & ~discarded
+            info = {k: np.where(discarded, math.nan, v) for k, v in info.items()}
+        return new, discarded, skipped, info
+
+    def _update(
+        self,
+        xs: Rows,
+        gs: Rows,
+        cols: npt.NDArray[np.intp],
+        delays: npt.NDArray[np.int64],
+        num_workers: int,
+    ) -> tuple[Rows, npt.NDArray[np.bool_], dict[str, _F64]]:
         norms = np.sqrt(np.einsum("ij,ij->i", gs, gs, dtype=np.float64))
         step = self._step(cols, delays, num_workers)
         fast = bool(np.isfinite(norms).all()) and (
@@ -187,8 +211,10 @@ class ColumnStep:
         return new, skipped, info
 
 
-def _column_step(points: Sequence[Any], normalized: bool) -> ColumnStep | None:
-    assigns = {p.assign for p in points}
+def _column_step(
+    points: Sequence[Any], normalized: bool, assign: Assign | None = None
+) -> ColumnStep | None:
+    assigns = {p.assign for p in points} if assign is None else {assign}
     if len(assigns) != 1:
         return None
     if not normalized and any(p.adaptive_clip is not None for p in points):
@@ -219,3 +245,16 @@ def async_columns(points: Sequence[Any]) -> ColumnStep | None:
 def normalized_columns(points: Sequence[Any]) -> ColumnStep | None:
     """The :class:`ColumnStep` of normalised-SGD grid points."""
     return _column_step(points, normalized=True)
+
+
+def ringmaster_columns(points: Sequence[Any]) -> ColumnStep | None:
+    """The :class:`ColumnStep` of Ringmaster grid points (``RingmasterParams``):
+    asynchronous SGD that discards an arrival with delay ≥ R_j; ``None`` with
+    ``cancel_stale`` (its cancellations are per configuration) or an adaptive
+    clip."""
+    if any(p.cancel_stale for p in points):
+        return None
+    step = _column_step(points, normalized=False, assign="same")
+    if step is None:
+        return None
+    return replace(step, max_delays=np.asarray([float(p.max_delay) for p in points]))

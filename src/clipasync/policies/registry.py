@@ -24,7 +24,12 @@ from typing import Any, Generic, TypeVar
 from clipasync.errors import ConfigError
 from clipasync.policies import params as p
 from clipasync.policies.base import ServerPolicy
-from clipasync.policies.columns import ColumnStep, async_columns, normalized_columns
+from clipasync.policies.columns import (
+    ColumnStep,
+    async_columns,
+    normalized_columns,
+    ringmaster_columns,
+)
 from clipasync.policies.hyper import fields_of, fmt_value, from_hyper, is_axis, tags
 from clipasync.policies.hyper import to_hyper as _to_hyper
 from clipasync.policies.staleness import PolynomialStaleness
@@ -197,6 +202,7 @@ register(
             cancel_stale=True,
         ),
         schedule=("max_delay", "cancel_stale"),
+        columns=ringmaster_columns,
     )
 )
 register(

@@ -3,9 +3,10 @@ matrix, one arrival updating every row at once.
 
 :func:`run_columns` is :func:`clipasync.sim.batched.run_batched` for grids whose
 server step has a vectorised form (:class:`~clipasync.policies.columns.ColumnStep`:
-asynchronous and normalised SGD with a fixed clip level, stepsize and delay rule
-per configuration). Per arrival it pays one batched gradient, one vectorised
-update and a few array appends, whatever K, instead of K policy calls; the
+asynchronous and normalised SGD and Ringmaster with a fixed clip level, stepsize,
+delay rule and delay threshold per configuration). Per arrival it pays one batched
+gradient, one vectorised update and a few array appends, whatever K, instead of K
+policy calls; the
 per-configuration work left is the evaluations, on their own cadence. The job
 assignment is common, so one policy stream (seeded as every configuration's own)
 draws it. Records, stops and answers are those of :func:`run_batched`: each
@@ -60,7 +61,7 @@ class _Row(ColumnStops):
         return {
             "arrivals": int(sh.arrivals[j]),
             "applied": int(sh.applied[j]),
-            "discarded": 0,
+            "discarded": int(sh.discarded[j]),
             "skipped": int(sh.skipped[j]),
             "cancelled": 0,
         }
@@ -74,6 +75,7 @@ class _Shared:
         self.versions: _I64 = np.zeros(k, dtype=np.int64)
         self.arrivals: _I64 = np.zeros(k, dtype=np.int64)
         self.applied: _I64 = np.zeros(k, dtype=np.int64)
+        self.discarded: _I64 = np.zeros(k, dtype=np.int64)
         self.skipped: _I64 = np.zeros(k, dtype=np.int64)
 
 
@@ -224,15 +226,16 @@ def run_columns(
             cols, gs, submitted = cols[live], gs[live], submitted[live]
         before = sh.versions[cols]
         delays = before - submitted
-        new, skipped, info = step.update(sh.xs[cols], gs, cols, delays, n)
+        new, discarded, skipped, info = step.update(sh.xs[cols], gs, cols, delays, n)
         sh.xs[cols] = new
-        applied = ~skipped
+        applied = ~(skipped | discarded)
         sh.versions[cols] = before + applied
         sh.arrivals[cols] += 1
         sh.applied[cols] += applied
+        sh.discarded[cols] += discarded
         sh.skipped[cols] += skipped
         event = (t, arrival.job, arrival.worker, arrival.compute_time)
-        log.append((*event, cols, before, delays, applied, skipped, info))
+        log.append((*event, cols, before, delays, applied, discarded, skipped, info))
         dispatch((step.next_worker(arrival.worker, n, rng),))
         done = (sh.applied[cols] >= max_updates[cols]) | (
             sh.arrivals[cols] >= max_arrivals[cols]
@@ -248,7 +251,7 @@ def run_columns(
     return BatchedResult(results, ())
 
 
-_FIELDS = ("version", "delay", "applied", "skipped")
+_FIELDS = ("version", "delay", "applied", "discarded", "skipped")
 _INFO = ("pre_clip_norm", "clipped", "stepsize")
 
 
@@ -264,7 +267,7 @@ def _record(rows: list[_Row], log: list[tuple[Any, ...]]) -> None:
         name: np.concatenate([e[5 + i] for e in log]) for i, name in enumerate(_FIELDS)
     }
     for name in _INFO:
-        per_row[name] = np.concatenate([e[9][name] for e in log])
+        per_row[name] = np.concatenate([e[10][name] for e in log])
     shared = {
         name: np.asarray([e[i] for e in log])
         for i, name in enumerate(("time", "job", "worker", "compute_time"))
@@ -278,5 +281,4 @@ def _record(rows: list[_Row], log: list[tuple[Any, ...]]) -> None:
         ev = event[take]
         out: dict[str, list[Any]] = {name: shared[name][ev].tolist() for name in shared}
         out.update({name: per_row[name][take].tolist() for name in per_row})
-        out["discarded"] = [False] * take.shape[0]
         r.rec.extend_arrivals(out)
