@@ -1,15 +1,24 @@
 """Grids run side by side: the runs that share an event sequence in one batched
-event loop (:mod:`clipasync.sim.batched`), each saved as its own run.
+event loop, each saved as its own run.
 
 Runs batch when their method's registry entry says which hyperparameters shape
 the event sequence (``MethodEntry.schedule``) and they agree in those, the seed,
 the resolved problem, timing and availability; stop rules and evaluation cadences
-may differ. Each run's records are those of :func:`~clipasync.experiments.execute.
-execute` up to the rounding of the batched oracle products; its ``wall_time`` is
-its share (1/K) of the batch's. A run that leaves the shared sequence (the batched
-driver's safety net) is run on its own. ``batch_grid: false`` in the YAML (or
-``clipasync run --no-batch``) runs every configuration on its own, bit for bit as
-before.
+may differ. A batch whose method has a vectorised server step
+(``MethodEntry.columns``: asynchronous and normalised SGD, Ringmaster) runs in
+:func:`clipasync.sim.columns.run_columns`, its evaluations due at one time in one
+``evaluate_many`` call; any other in :func:`clipasync.sim.batched.run_batched`.
+
+Each run's records are those of :func:`~clipasync.experiments.execute.execute` up
+to the rounding of the batched products (gradients, norms, evaluations): event
+columns (time, job, worker, version, delay, applied/discarded/skipped, compute
+time) and counts are equal, floats agree to ~1e-12 relative. Those last bits can
+depend on which runs share the batch (the BLAS blocking of the products), so a
+batched run is reproducible from its experiment, and bit for bit from its own
+config with ``batch_grid: false`` (or ``clipasync run --no-batch``), which runs
+every configuration on its own exactly as before. A run's ``wall_time`` is its
+share (1/K) of the batch's. A run that leaves the shared sequence (the batched
+driver's safety net) is run on its own.
 """
 
 from __future__ import annotations
