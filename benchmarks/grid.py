@@ -1,7 +1,8 @@
 """Grid benchmark: a grid's configurations side by side versus one by one.
 
-Run: ``.venv/bin/python benchmarks/grid.py`` (small, ~1 min) or ``--full`` (the
-sizes of the issue, ~4 min on 2 cores). Prints, for
+Run: ``.venv/bin/python benchmarks/grid.py`` (small: ~30 s of CPU) or ``--full``
+(the sizes of the issue: ~3 min of CPU, 7 min of wall time when the 2 cores are
+shared with other jobs). Prints, for
 
 * the demo's grid (the tuning stage of ``experiments/stragglers.yaml``: six
   methods, six grid points each; small: D = 64 and one seed, full: D ∈ {1, 64} and
