@@ -152,21 +152,19 @@ def run_columns(
     alive = np.ones(k, dtype=bool)
     log: list[tuple[Any, ...]] = []
 
-    task_live: list[npt.NDArray[np.intp] | None] = [None]
-
     def leave(r: _Row) -> None:
         alive[r.index] = False
-        task_live[0] = None
         task.alive[r.index] = False
         results[r.index] = r.result()
         if on_leave is not None:
             on_leave(r.index)
 
+    every_row = np.arange(k, dtype=np.intp)
+
     def dispatch(workers: Sequence[int]) -> None:
-        live = task_live[0]
-        if live is None:  # a configuration left since the last dispatch
-            live = task_live[0] = np.flatnonzero(alive)
-        block = block_of(sh.xs[live], live, sh.versions[live])
+        # sh.xs and sh.versions are replaced, never written in place, so a block
+        # can hold them as they are; the task computes the rows still alive.
+        block = block_of(sh.xs, every_row, sh.versions)
         for w in workers:
             pool.submit(w, block, 0)
 
@@ -197,7 +195,16 @@ def run_columns(
     for r in rows:
         if r.reason is not None:
             leave(r)
+
+    def next_slack() -> float:
+        """Arrivals before any alive row can reach its update or arrival budget."""
+        if not alive.any():
+            return math.inf
+        left = np.minimum(max_updates - sh.applied, max_arrivals - sh.arrivals)
+        return float(left[alive].min())
+
     check = next_check()
+    slack = next_slack()
     last_t = 0.0
     while alive.any():
         try:
@@ -224,29 +231,41 @@ def run_columns(
         live = alive[cols]
         if not live.all():
             cols, gs, submitted = cols[live], gs[live], submitted[live]
-        before = sh.versions[cols]
+        full = cols.shape[0] == k  # every row alive: whole arrays, no gathers
+        before = sh.versions if full else sh.versions[cols]
         delays = before - submitted
-        new, discarded, skipped, info = step.update(sh.xs[cols], gs, cols, delays, n)
-        sh.xs[cols] = new
+        xs = sh.xs if full else sh.xs[cols]
+        new, discarded, skipped, info = step.update(xs, gs, cols, delays, n)
         applied = ~(skipped | discarded)
-        sh.versions[cols] = before + applied
-        sh.arrivals[cols] += 1
-        sh.applied[cols] += applied
-        sh.discarded[cols] += discarded
-        sh.skipped[cols] += skipped
+        if full:
+            sh.xs, sh.versions = new, before + applied
+            sh.arrivals += 1
+            sh.applied += applied
+        else:
+            sh.xs, sh.versions = sh.xs.copy(), sh.versions.copy()
+            sh.xs[cols], sh.versions[cols] = new, before + applied
+            sh.arrivals[cols] += 1
+            sh.applied[cols] += applied
+        if step.max_delays is not None:
+            sh.discarded[cols] += discarded
+        if not full or skipped.any():
+            sh.skipped[cols] += skipped
         event = (t, arrival.job, arrival.worker, arrival.compute_time)
         log.append((*event, cols, before, delays, applied, discarded, skipped, info))
         dispatch((step.next_worker(arrival.worker, n, rng),))
-        done = (sh.applied[cols] >= max_updates[cols]) | (
-            sh.arrivals[cols] >= max_arrivals[cols]
-        )
-        if done.any():
+        slack -= 1  # no count of an alive row grows by more than 1 per arrival
+        if slack <= 0:
+            done = (sh.applied[cols] >= max_updates[cols]) | (
+                sh.arrivals[cols] >= max_arrivals[cols]
+            )
             for j in cols[done].tolist():
                 r = rows[j]
                 over = sh.applied[j] >= max_updates[j]
                 r.reason, r.now = ("max_updates" if over else "max_arrivals"), t
                 leave(r)
-            check = next_check()
+            if done.any():
+                check = next_check()
+            slack = next_slack()
     _record(rows, log)
     return BatchedResult(results, ())
 
