@@ -145,3 +145,14 @@ def test_grids_with_state_or_mixed_assignment_have_no_vectorised_step() -> None:
     assert async_columns(mixed) is None
     step = normalized_columns([NormalizedSGDParams(stepsize=0.1)])
     assert step is not None and step.num_columns == 1
+
+
+def test_a_batched_grid_is_bit_reproducible() -> None:
+    grid = [AsyncSGDParams(stepsize=g, max_norm=1.0) for g in (0.05, 0.1, 0.2)]
+    stops = [StopRule(max_arrivals=30)] * 3
+    first = _columns("async_sgd", grid, stops, PROBLEM, 2.0)
+    again = _columns("async_sgd", grid, stops, PROBLEM, 2.0)
+    for a, b in zip(first, again, strict=True):
+        assert a is not None and b is not None
+        np.testing.assert_array_equal(a.params, b.params)
+        assert a.recorder.evals == b.recorder.evals
