@@ -27,13 +27,8 @@ from clipasync.engine import Evaluate, StopRule, WorkerPool
 from clipasync.errors import ConfigError, SimulationExhausted
 from clipasync.policies.columns import ColumnStep
 from clipasync.recorder import Recorder
-from clipasync.sim.batched import (
-    BatchedResult,
-    BatchedTask,
-    ColumnStops,
-    block_of,
-    payload_of,
-)
+from clipasync.sim.batched import BatchedResult, BatchedTask, block_of, payload_of
+from clipasync.sim.stops import ColumnStops
 from clipasync.types import Vector
 
 _I64 = npt.NDArray[np.int64]
