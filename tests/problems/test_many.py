@@ -111,13 +111,15 @@ def _torch_problem(dropout: bool) -> Any:
 @pytest.mark.parametrize("dropout", [False, True], ids=["vmap", "replay"])
 def test_a_torch_model_batches_through_torch_func_else_replays(dropout: bool) -> None:
     problem = _torch_problem(dropout)
+    from clipasync.problems.torch_many import VMAP_MIN_ROWS
+
     xs = problem.initial_point() + np.random.default_rng(0).normal(
-        size=(3, problem.dim)
+        size=(VMAP_MIN_ROWS, problem.dim)
     ).astype(np.float32)
     rng = np.random.default_rng(5)
     gs = many_grad(problem)(xs, rng, None)
     assert gs.dtype == np.float32 and gs.shape == xs.shape
-    for k in range(3):
+    for k in range(VMAP_MIN_ROWS):
         one = np.random.default_rng(5)
         g = problem.stochastic_grad(xs[k], one)
         if dropout:  # random layers: one stochastic_grad per row, bit for bit
