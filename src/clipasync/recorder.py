@@ -164,6 +164,20 @@ class Recorder:
                 )
             )
 
+    def extend_arrivals(self, columns: dict[str, list[Any]]) -> None:
+        """Append many arrival rows given as the fixed columns (each a list of one
+        length; a batched run records its configurations this way)."""
+        if not self.keep_arrivals:
+            return
+        if self._rows:
+            self._flush()
+        lengths = {len(columns[c]) for c in ARRIVAL_COLUMNS}
+        extra = set(self._columns) - set(ARRIVAL_COLUMNS)
+        if len(lengths) != 1 or set(columns) != set(ARRIVAL_COLUMNS) or extra:
+            raise ValueError("extend_arrivals needs every fixed column, of one length")
+        for c in ARRIVAL_COLUMNS:
+            self._columns[c].extend(columns[c])
+
     def record_eval(
         self,
         time: float,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from clipasync.cli.app import app
@@ -84,3 +86,22 @@ def test_report_on_missing_dir_is_an_error(tmp_path: Path) -> None:
     res = runner.invoke(app, ["report", str(tmp_path)])
     assert res.exit_code == 2
     assert "not a run directory" in res.stderr
+
+
+def test_run_no_batch_runs_every_configuration_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[object] = []
+    cli_app = sys.modules["clipasync.cli.app"]  # the package re-exports the Typer app
+
+    def fake_run(cfg: object, target: Path, **kwargs: object) -> Path:
+        seen.append(kwargs["batch"])
+        return target
+
+    monkeypatch.setattr(cli_app, "run_experiment", fake_run)
+    monkeypatch.setattr(cli_app, "build_report", lambda path: path)
+    for flags, batch in (([], None), (["--no-batch"], False)):
+        args = ["run", QUICK, "--out", str(tmp_path / "q"), "--no-progress", *flags]
+        res = runner.invoke(app, args)
+        assert res.exit_code == 0, res.output
+        assert seen[-1] is batch  # None: the file's batch_grid (default true)

@@ -98,7 +98,14 @@ def _count_executions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(spec.run_id)
         return real(spec)
 
+    real_group = experiment.execute_group
+
+    def counting_group(specs: list[RunSpec]) -> list[RunOutcome]:
+        calls.extend(s.run_id for s in specs)  # runs batched side by side
+        return real_group(specs)
+
     monkeypatch.setattr(experiment, "execute", counting)
+    monkeypatch.setattr(experiment, "execute_group", counting_group)
     return calls
 
 

@@ -106,6 +106,14 @@ def run_cmd(
     checkpoint_every: Annotated[
         int, typer.Option(help="ray: checkpoint the driver every N updates.", min=1)
     ] = 200,
+    no_batch: Annotated[
+        bool,
+        typer.Option(
+            "--no-batch",
+            help="sim: run every configuration on its own, not side by side "
+            "(batch_grid: false).",
+        ),
+    ] = False,
 ) -> None:
     """Run an experiment grid (simulator or Ray) and write its report directory.
 
@@ -136,7 +144,11 @@ def run_cmd(
             build_ray_report(path)
         elif backend == "sim":
             path = run_experiment(
-                cfg, target, progress=not no_progress, workers=workers
+                cfg,
+                target,
+                progress=not no_progress,
+                workers=workers,
+                batch=False if no_batch else None,
             )
             build_report(path)
         else:

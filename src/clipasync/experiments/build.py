@@ -237,18 +237,21 @@ def ray_runtime_env(
 _REPORTS_GRADIENT: dict[int, bool] = {}
 
 
-def build_evaluate(problem: Problem) -> Evaluate:
+def build_evaluate(problem: Problem, inner: Evaluate | None = None) -> Evaluate:
     """Return the run's evaluation: the problem's metrics, plus the running mean and
     minimum of ‖∇f(x)‖² over the evaluations (the stationarity measure of the
     nonconvex guarantee, arXiv 2606.13287, Thm 4.2) when the problem reports a
-    gradient norm. A fresh wrapper per run: its averages start empty."""
+    gradient norm. A fresh wrapper per run: its averages start empty. ``inner``
+    computes the problem's metrics instead of ``problem.evaluate`` (a batched run's
+    shared evaluations)."""
     known = _REPORTS_GRADIENT.get(id(problem))
     if known is None:
         metrics = problem.evaluate(problem.initial_point())
         known = _REPORTS_GRADIENT[id(problem)] = bool(
             {"grad_norm", "grad_norm_sq"} & set(metrics)
         )
-    return running_gradient_metrics(problem.evaluate) if known else problem.evaluate
+    base = problem.evaluate if inner is None else inner
+    return running_gradient_metrics(base) if known else base
 
 
 def build_stop(stop: dict[str, Any]) -> StopRule:

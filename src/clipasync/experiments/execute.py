@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,12 +46,12 @@ class RunOutcome:
     arrivals: dict[str, np.ndarray[Any, Any]] = field(repr=False)
     evals: list[dict[str, float]] = field(repr=False)
     params: np.ndarray[Any, Any] | None = field(default=None, repr=False)
-    #: The iterate of the last evaluation (the one ``summary["final"]`` reports);
-    #: it differs from ``params`` when arrivals land exactly at ``max_time``.
-    evaluated: np.ndarray[Any, Any] | None = field(default=None, repr=False)
     cancellations: dict[str, np.ndarray[Any, Any]] = field(
         default_factory=dict, repr=False
     )
+    #: The iterate of the last evaluation (the one ``summary["final"]`` reports);
+    #: it differs from ``params`` when arrivals land exactly at ``max_time``.
+    evaluated: np.ndarray[Any, Any] | None = field(default=None, repr=False)
 
 
 def _nanmean(a: np.ndarray[Any, Any]) -> float:
@@ -91,11 +92,7 @@ def execute(spec: RunSpec, tensorboard: Path | None = None) -> RunOutcome:
     recorder = Recorder(keep_arrivals=True)
     evaluate = build_evaluate(problem)
     last: list[Any] = [None]
-
-    def evaluate_and_keep(x: Any) -> dict[str, float]:
-        last[0] = np.array(x, copy=True)
-        return evaluate(x)
-
+    evaluate_and_keep = keeping_last(last, 0, evaluate)
     live = None if tensorboard is None else LiveScalars(tensorboard)
     t0 = time.perf_counter()
     try:
@@ -204,3 +201,15 @@ def federated_stats(arr: dict[str, np.ndarray[Any, Any]]) -> dict[str, Any]:
     if "staleness_weight" in arr:
         out["mean_staleness_weight"] = _nanmean(arr["staleness_weight"])
     return out
+
+
+def keeping_last(
+    last: list[Any], j: int, evaluate: Callable[[Any], dict[str, float]]
+) -> Callable[[Any], dict[str, float]]:
+    """``evaluate`` that also keeps a copy of the iterate it saw in ``last[j]``."""
+
+    def evaluate_and_keep(x: Any) -> dict[str, float]:
+        last[j] = np.array(x, copy=True)
+        return evaluate(x)
+
+    return evaluate_and_keep

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clipasync.checkpoint import save_state_dict
+from clipasync.experiments.batched import execute_group, group_specs
 from clipasync.experiments.build import build_problem, one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
@@ -71,6 +72,24 @@ def execute_and_save(
     return outcome.summary
 
 
+def execute_group_and_save(
+    specs: list[RunSpec], runs_dir: str, save_final: bool = False
+) -> list[dict[str, Any]]:
+    """Execute a batch of runs (:func:`~clipasync.experiments.batched.group_specs`)
+    and store each; return their summaries."""
+    summaries = []
+    for spec, outcome in zip(specs, execute_group(specs), strict=True):
+        save_run(
+            outcome,
+            Path(runs_dir),
+            spec.record_arrivals,
+            save_final,
+            extra=weights_writer(spec, outcome.evaluated),
+        )
+        summaries.append(outcome.summary)
+    return summaries
+
+
 def resolve_workers(workers: str | int, num_runs: int) -> int:
     """Return the number of worker processes for ``num_runs`` pending runs.
 
@@ -113,7 +132,11 @@ def _run_specs(
     on_done: Callable[[dict[str, Any]], None],
     save_final: bool = False,
     tensorboard: bool = False,
+    batch: bool = False,
 ) -> None:
+    if batch:
+        _run_groups(group_specs(specs), runs_dir, workers, on_done, save_final)
+        return
     if workers <= 1:
         for spec in specs:
             on_done(execute_and_save(spec, str(runs_dir), save_final, tensorboard))
@@ -140,12 +163,47 @@ def _run_specs(
             raise
 
 
+def _run_groups(
+    groups: list[list[RunSpec]],
+    runs_dir: Path,
+    workers: int,
+    on_done: Callable[[dict[str, Any]], None],
+    save_final: bool,
+) -> None:
+    """:func:`_run_specs` with a batch of runs as the unit of work."""
+    if workers <= 1:
+        for group in groups:
+            for summary in execute_group_and_save(group, str(runs_dir), save_final):
+                on_done(summary)
+        return
+    methods = multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context(
+        "forkserver" if "forkserver" in methods else "spawn"
+    )
+    with cf.ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
+    ) as pool:
+        futures = [
+            pool.submit(execute_group_and_save, g, str(runs_dir), save_final)
+            for g in groups
+        ]
+        try:
+            for fut in cf.as_completed(futures):
+                for summary in fut.result():
+                    on_done(summary)
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
 def run_experiment(
     config: ExperimentConfig,
     out_dir: str | Path,
     *,
     progress: bool = True,
     workers: int | None = None,
+    batch: bool | None = None,
 ) -> Path:
     """Run every spec of ``config`` into ``out_dir`` (the report is built apart).
 
@@ -162,6 +220,8 @@ def run_experiment(
         out_dir: Report directory (created).
         progress: Show a progress bar (runs done / total, ETA) on the terminal.
         workers: Override ``config.workers``.
+        batch: Override ``config.batch_grid``: run the configurations that share
+            an event sequence side by side (:mod:`clipasync.experiments.batched`).
 
     Returns:
         ``out_dir`` as a path.
@@ -171,14 +231,26 @@ def run_experiment(
     tail = config.diagnostics.tail_index if config.diagnostics else None
     save_final = tail is not None and "final" in tail.at
     board = config.outputs is not None and config.outputs.tensorboard
+    # TensorBoard writes each run live from its own event loop: such grids run one
+    # by one.
+    batched = (config.batch_grid if batch is None else batch) and not board
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         pending = [s for s in specs if load_summary(runs_dir / s.run_id) is None]
+        units = len(group_specs(pending, batched))
         n_workers = resolve_workers(
-            workers if workers is not None else config.workers, len(pending)
+            workers if workers is not None else config.workers, units
         )
         _execute_with_progress(
-            pending, runs_dir, n_workers, len(specs), progress, save_final, stage, board
+            pending,
+            runs_dir,
+            n_workers,
+            len(specs),
+            progress,
+            save_final,
+            stage,
+            board,
+            batched,
         )
 
     if config.protocol is None:
@@ -199,10 +271,13 @@ def _execute_with_progress(
     save_final: bool = False,
     stage: str | None = None,
     tensorboard: bool = False,
+    batch: bool = False,
 ) -> None:
     done_before = total - len(pending)
     if not progress:
-        _run_specs(pending, runs_dir, workers, lambda s: None, save_final, tensorboard)
+        _run_specs(
+            pending, runs_dir, workers, lambda s: None, save_final, tensorboard, batch
+        )
         return
     from rich.progress import (
         BarColumn,
@@ -233,4 +308,5 @@ def _execute_with_progress(
             lambda s: bar.advance(task),
             save_final,
             tensorboard,
+            batch,
         )

@@ -61,6 +61,9 @@ class ExperimentConfig(Strict):
     eval_every: PositiveFloat | None = None
     reference: str | None = None
     workers: Literal["auto"] | int = "auto"
+    #: Run the configurations that share an event sequence side by side
+    #: (:mod:`clipasync.experiments.batched`); false: one by one.
+    batch_grid: bool = True
     record_arrivals: bool = True
     profile: str | None = None
     diagnostics: DiagnosticsConfig | None = None

@@ -17,13 +17,19 @@ arXiv 2606.13287, Algorithms 1–2, and their baselines)::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from clipasync.errors import ConfigError
 from clipasync.policies import params as p
 from clipasync.policies.base import ServerPolicy
+from clipasync.policies.columns import (
+    ColumnStep,
+    async_columns,
+    normalized_columns,
+    ringmaster_columns,
+)
 from clipasync.policies.hyper import fields_of, fmt_value, from_hyper, is_axis, tags
 from clipasync.policies.hyper import to_hyper as _to_hyper
 from clipasync.policies.staleness import PolynomialStaleness
@@ -50,6 +56,15 @@ class MethodEntry(Generic[P]):
             so it cannot run in an open system.
         example: A small valid grid point that exercises the method's state (the
             conformance tests run every registered method at its example).
+        schedule: The hyperparameters that shape a run's event sequence (which
+            workers get jobs, which are cancelled, what the oracle streams draw):
+            grid points equal in these, the seed, problem and timing share one
+            batched event loop (:mod:`clipasync.sim.batched`). ``None``: the
+            method's decisions may depend on its iterate, so its runs go one by
+            one.
+        columns: The vectorised server step of a batch of grid points
+            (:mod:`clipasync.policies.columns`), or ``None`` for a batch it does
+            not cover; without it a batch keeps one policy state per point.
     """
 
     name: str
@@ -60,10 +75,18 @@ class MethodEntry(Generic[P]):
     federated: bool = False
     needs_all_workers: bool = False
     example: P | None = None
+    schedule: tuple[str, ...] | None = None
+    columns: Callable[[Sequence[Any]], ColumnStep | None] | None = None
     tags: tuple[tuple[str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "tags", tags(self.params))  # also checks params
+        unknown = set(self.schedule or ()) - set(self.fields)
+        if unknown:
+            raise ConfigError(
+                f"policy {self.name!r}: schedule names unknown fields: "
+                f"{', '.join(sorted(unknown))}"
+            )
 
     @property
     def fields(self) -> tuple[str, ...]:
@@ -161,6 +184,8 @@ register(
         p.build_async_sgd,
         p.label_async_sgd,
         example=p.AsyncSGDParams(stepsize=0.1, max_norm=1.0, assign="random"),
+        schedule=("assign",),
+        columns=async_columns,
     )
 )
 register(
@@ -176,6 +201,8 @@ register(
             adaptive_clip=AdaptiveClip(quantile=0.5, initial_max_norm=1.0, window=8),
             cancel_stale=True,
         ),
+        schedule=("max_delay", "cancel_stale"),
+        columns=ringmaster_columns,
     )
 )
 register(
@@ -187,6 +214,7 @@ register(
         p.label_rennala,
         needs_all_workers=True,
         example=p.RennalaParams(stepsize=0.1, max_norm=1.0, batch_size=2),
+        schedule=("batch_size",),
     )
 )
 register(
@@ -198,6 +226,7 @@ register(
         p.label_minibatch,
         needs_all_workers=True,
         example=p.MinibatchParams(stepsize=0.1, delay_adaptive=True),
+        schedule=(),
     )
 )
 register(
@@ -220,6 +249,7 @@ register(
             max_staleness=4,
             local_steps=2,
         ),
+        schedule=("local_steps", "assign"),
     )
 )
 register(
@@ -239,6 +269,7 @@ register(
             staleness=PolynomialStaleness(0.5),
             assign="random",
         ),
+        schedule=("local_steps", "assign"),
     )
 )
 register(
@@ -250,6 +281,8 @@ register(
         p.build_normalized_sgd,
         p.label_normalized_sgd,
         example=p.NormalizedSGDParams(stepsize=0.05, assign="random"),
+        schedule=("assign",),
+        columns=normalized_columns,
     )
 )
 register(

@@ -202,6 +202,20 @@ class LeastSquares(MinibatchMixin):
         g *= 1.0 / idx.shape[0]
         return g
 
+    def stochastic_grad_many(
+        self, xs: _F64, rng: np.random.Generator, worker: int | None = None
+    ) -> _F64:
+        """Return g_B(x_k) for every row x_k of ``xs`` (K × d) from one minibatch B:
+        G = ((A_B Xᵀ − b_B 1ᵀ)ᵀ A_B)/|B|, the draw of one :meth:`stochastic_grad`
+        (:mod:`clipasync.problems.many`)."""
+        idx = self.minibatch(rng, worker)
+        rows = self.a[idx]
+        r = rows @ xs.T
+        r -= self.b[idx][:, None]
+        g: _F64 = r.T @ rows
+        g *= 1.0 / idx.shape[0]
+        return g
+
     def suboptimality(self, x: npt.ArrayLike) -> float:
         """Return f(x) − f* = ½ (x − x*)ᵀ H (x − x*) (exact for quadratics)."""
         e = np.asarray(x, dtype=np.float64) - self.x_star
@@ -214,6 +228,27 @@ class LeastSquares(MinibatchMixin):
             "grad_norm": float(np.linalg.norm(self.grad(x))),
             "suboptimality": self.suboptimality(x),
         }
+
+    def evaluate_many(self, xs: _F64) -> list[dict[str, float]]:
+        """Return :meth:`evaluate` of every row of ``xs`` (K × d) with one product
+        per quantity (``A`` read once for all rows, not once per row)."""
+        x = np.asarray(xs, dtype=np.float64)
+        r = x @ self.a.T
+        r -= self.b
+        losses = np.einsum("kn,kn->k", r, r) / (2.0 * self.num_samples)
+        g = x @ self.hessian
+        g -= self._atb
+        e = x - self.x_star
+        sub = 0.5 * np.einsum("kd,kd->k", e, e @ self.hessian)
+        norms = np.sqrt(np.einsum("kd,kd->k", g, g))
+        return [
+            {
+                "loss": float(losses[k]),
+                "grad_norm": float(norms[k]),
+                "suboptimality": max(0.0, float(sub[k])),
+            }
+            for k in range(x.shape[0])
+        ]
 
     def __repr__(self) -> str:
         return (

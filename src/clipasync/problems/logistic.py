@@ -232,6 +232,29 @@ class LogisticRegression(ShardsAndStartMixin):
         g += self.l2 * w
         return g.reshape(-1)
 
+    def stochastic_grad_many(
+        self, xs: _F64, rng: np.random.Generator, worker: int | None = None
+    ) -> _F64:
+        """Return g_B(W_k) for every row of ``xs`` (K × d, each a flattened W) from
+        one minibatch, the draw of one :meth:`stochastic_grad`: the logits of all K
+        models in one product (:mod:`clipasync.problems.many`)."""
+        idx = sample_indices(
+            rng, self.num_samples, self.batch_size, self._shards, worker, self.replace
+        )
+        k = xs.shape[0]
+        w = np.asarray(xs, dtype=np.float64).reshape(k, *self._shape)
+        rows = self.x_train[idx]
+        z = np.einsum("bp,kpc->kbc", rows, w)  # (K, |B|, classes − 1)
+        m = np.maximum(z.max(axis=2), 0.0)
+        lse = m + np.log(np.exp(-m) + np.exp(z - m[..., None]).sum(axis=2))
+        p = np.exp(z - lse[..., None])
+        p -= self._onehot[idx]
+        g = np.einsum("bp,kbc->kpc", rows, p)
+        g *= 1.0 / rows.shape[0]
+        g += self.l2 * w
+        out: _F64 = g.reshape(k, -1)
+        return out
+
     def predict(self, x: npt.ArrayLike, rows: _F64) -> _Int:
         """Return the most likely class of each row of a (standardised) design."""
         z = rows @ self._weights(x)

@@ -47,6 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from clipasync.errors import ConfigError
+from clipasync.problems.many import evaluate_rows, many_grad
 from clipasync.types import Vector
 
 if TYPE_CHECKING:
@@ -168,6 +169,19 @@ class _NoisyProblem:
         g = self.problem.stochastic_grad(x, rng, worker)
         out: Vector = g + self._noise(rng).astype(g.dtype, copy=False)
         return out
+
+    def stochastic_grad_many(
+        self, xs: Vector, rng: np.random.Generator, worker: int | None = None
+    ) -> Vector:
+        """Return g(x_k) + ξ for every row x_k: the inner batched gradients, then
+        one fresh noise vector added to every row (common random numbers)."""
+        g = many_grad(self.problem)(xs, rng, worker)
+        out: Vector = g + self._noise(rng).astype(g.dtype, copy=False)[None, :]
+        return out
+
+    def evaluate_many(self, xs: Vector) -> list[dict[str, float]]:
+        """Return the wrapped problem's metrics of every row."""
+        return evaluate_rows(self.problem, xs)
 
     def evaluate(self, x: Vector) -> dict[str, float]:
         """Return the wrapped problem's metrics."""

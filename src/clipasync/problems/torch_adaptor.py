@@ -44,6 +44,7 @@ from clipasync.problems._common import (
     check_positive_int,
     sample_indices,
 )
+from clipasync.problems.torch_many import grad_rows
 from clipasync.types import Vector
 
 #: Metrics that ``evaluate`` can add on top of ``loss`` and ``grad_norm``.
@@ -350,6 +351,14 @@ class TorchProblem(ShardsAndStartMixin):
                 torch.default_generator.manual_seed(torch_seed)
             g = self._loss_and_grad(xb, yb, with_grad=True)[2]
         return self._to_numpy(g)
+
+    def stochastic_grad_many(
+        self, xs: Vector, rng: np.random.Generator, worker: int | None = None
+    ) -> Vector:
+        """Return g_B(x_k) for every row x_k of ``xs`` from the draws of one
+        :meth:`stochastic_grad` (``torch.func.vmap``, else one call per row; see
+        :mod:`clipasync.problems.torch_many`)."""
+        return grad_rows(self, xs, rng, worker)
 
     def evaluate(self, x: npt.ArrayLike) -> dict[str, float]:
         """Return metrics at x (eval mode).

@@ -1,0 +1,96 @@
+"""Grids run side by side (:mod:`clipasync.experiments.batched`): which runs batch
+together, and a batched experiment writes the runs of the one-by-one experiment
+(summaries and records equal up to rounding, ``wall_time`` apart)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+import pytest
+
+from clipasync.experiments import validate_config
+from clipasync.experiments.batched import batch_key, group_specs
+from clipasync.experiments.grid import expand
+from clipasync.experiments.runner import run_experiment
+from clipasync.policies.registry import lookup, register, unregister
+from tests.conftest import tiny_experiment
+
+METHODS = {
+    "clipped": {"policy": "async_sgd", "stepsize": [0.2, 0.1], "max_norm": [1.0]},
+    "vanilla": {"policy": "async_sgd", "stepsize": [0.2]},
+    "ringmaster": {"policy": "ringmaster", "stepsize": [0.2, 0.1], "max_delay": [2, 3]},
+}
+
+
+def _config(**extra: Any) -> Any:
+    raw = tiny_experiment(METHODS)
+    raw["seeds"] = [0, 1]
+    raw["stop"] = {"max_time": 12, "target": {"metric": "loss", "value": 0.05}}
+    raw.update(extra)
+    return validate_config(raw)
+
+
+def test_runs_batch_by_policy_schedule_and_seed() -> None:
+    specs = expand(_config())
+    groups = group_specs(specs)
+    sizes = sorted(
+        (g[0].policy, len(g), len({s.seed for s in g}), len({s.method for s in g}))
+        for g in groups
+    )
+    # async_sgd: clipped and vanilla share a loop per seed (3 runs); ringmaster's
+    # max_delay shapes its schedule: one loop per (R, seed), 2 stepsizes each.
+    assert sizes == [("async_sgd", 3, 1, 2)] * 2 + [("ringmaster", 2, 1, 1)] * 4
+    assert sum(len(g) for g in groups) == len(specs)
+    assert group_specs(specs, batch=False) == [[s] for s in specs]
+
+
+def test_a_method_without_a_schedule_runs_alone() -> None:
+    entry = dataclasses.replace(lookup("async_sgd"), name="unbatched", schedule=None)
+    register(entry)
+    try:
+        raw = tiny_experiment({"u": {"policy": "unbatched", "stepsize": [0.1, 0.2]}})
+        specs = expand(validate_config(raw))
+        assert batch_key(specs[0]) is None
+        assert group_specs(specs) == [[s] for s in specs]
+    finally:
+        unregister("unbatched")
+
+
+def _same_outputs(a: Path, b: Path) -> int:
+    """Assert the runs of two output directories agree; return how many."""
+    ids = sorted(p.name for p in (a / "runs").iterdir())
+    assert ids == sorted(p.name for p in (b / "runs").iterdir())
+    for run_id in ids:
+        sa = json.loads((a / "runs" / run_id / "summary.json").read_text())
+        sb = json.loads((b / "runs" / run_id / "summary.json").read_text())
+        sa.pop("wall_time"), sb.pop("wall_time")
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            if isinstance(sa[key], float):
+                assert sb[key] == pytest.approx(sa[key], rel=1e-10, nan_ok=True), key
+            elif isinstance(sa[key], dict) and key in ("initial", "final"):
+                assert sb[key] == pytest.approx(sa[key], rel=1e-10), key
+            else:
+                assert sb[key] == sa[key], key
+        for name in ("arrivals.csv.gz", "evals.csv"):
+            da = pd.read_csv(a / "runs" / run_id / name)
+            db = pd.read_csv(b / "runs" / run_id / name)
+            assert list(da.columns) == list(db.columns)
+            np.testing.assert_allclose(
+                db.to_numpy(float), da.to_numpy(float), rtol=1e-10
+            )
+    return len(ids)
+
+
+def test_a_batched_experiment_writes_the_one_by_one_runs(tmp_path: Path) -> None:
+    cfg = _config()
+    batched = run_experiment(cfg, tmp_path / "b", progress=False)
+    alone = run_experiment(cfg, tmp_path / "n", progress=False, batch=False)
+    assert _same_outputs(alone, batched) == 14
+    off = run_experiment(_config(batch_grid=False), tmp_path / "o", progress=False)
+    assert _same_outputs(alone, off) == 14
