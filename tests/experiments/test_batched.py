@@ -94,3 +94,21 @@ def test_a_batched_experiment_writes_the_one_by_one_runs(tmp_path: Path) -> None
     assert _same_outputs(alone, batched) == 14
     off = run_experiment(_config(batch_grid=False), tmp_path / "o", progress=False)
     assert _same_outputs(alone, off) == 14
+
+
+def test_batched_runs_keep_the_timing_tie_break(tmp_path: Path) -> None:
+    # Two fast workers at time 1 finish together at every step, so the tie-break
+    # decides the worker order of the arrival records.
+    cfg = _config()
+    raw = cfg.model_dump(mode="json", exclude_none=True)
+    raw["timing"]["tie_break"] = "worker"
+    by_worker = validate_config(raw)
+    batched = run_experiment(by_worker, tmp_path / "b", progress=False)
+    alone = run_experiment(by_worker, tmp_path / "n", progress=False, batch=False)
+    assert _same_outputs(alone, batched) == 14
+    run_id = sorted(p.name for p in (batched / "runs").iterdir())[0]
+    start = run_experiment(cfg, tmp_path / "s", progress=False, batch=False)
+    start_ids = sorted(p.name for p in (start / "runs").iterdir())
+    workers = pd.read_csv(batched / "runs" / run_id / "arrivals.csv.gz")["worker"]
+    first = pd.read_csv(start / "runs" / start_ids[0] / "arrivals.csv.gz")["worker"]
+    assert list(workers) != list(first)
