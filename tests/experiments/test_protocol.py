@@ -299,7 +299,7 @@ def test_protocol_runs_its_stages_selects_on_tuning_seeds_and_resumes(
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a finished run was executed again")
 
-    monkeypatch.setattr(runner_module, "execute_and_save", fail)
+    monkeypatch.setattr(runner_module, "execute_unit_and_save", fail)
     run_experiment(cfg, out, progress=False)
     assert (out / SELECTION_FILE).read_bytes() == before
 

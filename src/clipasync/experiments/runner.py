@@ -72,13 +72,27 @@ def execute_and_save(
     return outcome.summary
 
 
-def execute_group_and_save(
-    specs: list[RunSpec], runs_dir: str, save_final: bool = False
+def execute_unit_and_save(
+    specs: list[RunSpec],
+    runs_dir: str,
+    keep: frozenset[str],
+    save_final: bool = False,
+    tensorboard: bool = False,
 ) -> list[dict[str, Any]]:
-    """Execute a batch of runs (:func:`~clipasync.experiments.batched.group_specs`)
-    and store each; return their summaries."""
+    """Execute a unit of work, one run or a batch of them
+    (:func:`~clipasync.experiments.batched.group_specs`), store the runs whose ids
+    are in ``keep`` and return their summaries.
+
+    A batch is always a whole group of its stage, finished runs included: a run's
+    last floating-point bits may depend on the runs it shares a batch with, so
+    the group an interrupted grid resumes is the one it started, and every run
+    comes out bit for bit as in an uninterrupted one."""
+    if len(specs) == 1:
+        return [execute_and_save(specs[0], runs_dir, save_final, tensorboard)]
     summaries = []
     for spec, outcome in zip(specs, execute_group(specs), strict=True):
+        if spec.run_id not in keep:
+            continue
         save_run(
             outcome,
             Path(runs_dir),
@@ -125,21 +139,23 @@ def _single_threaded_blas() -> None:
     one_torch_thread()  # torch (imported later, by a problem) gets 1 thread too
 
 
-def _run_specs(
-    specs: list[RunSpec],
+def _run_units(
+    units: list[list[RunSpec]],
+    keep: frozenset[str],
     runs_dir: Path,
     workers: int,
     on_done: Callable[[dict[str, Any]], None],
     save_final: bool = False,
     tensorboard: bool = False,
-    batch: bool = False,
 ) -> None:
-    if batch:
-        _run_groups(group_specs(specs), runs_dir, workers, on_done, save_final)
-        return
+    """Execute the units of work (runs, or batches of runs) and store the runs in
+    ``keep``, in this process or in ``workers`` processes."""
     if workers <= 1:
-        for spec in specs:
-            on_done(execute_and_save(spec, str(runs_dir), save_final, tensorboard))
+        for unit in units:
+            for summary in execute_unit_and_save(
+                unit, str(runs_dir), keep, save_final, tensorboard
+            ):
+                on_done(summary)
         return
     # spawn/forkserver, not fork: forking a process that may hold BLAS or torch
     # threads can deadlock, and both give the same results as in-process runs.
@@ -151,41 +167,10 @@ def _run_specs(
         max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
     ) as pool:
         futures = [
-            pool.submit(execute_and_save, s, str(runs_dir), save_final, tensorboard)
-            for s in specs
-        ]
-        try:
-            for fut in cf.as_completed(futures):
-                on_done(fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
-
-
-def _run_groups(
-    groups: list[list[RunSpec]],
-    runs_dir: Path,
-    workers: int,
-    on_done: Callable[[dict[str, Any]], None],
-    save_final: bool,
-) -> None:
-    """:func:`_run_specs` with a batch of runs as the unit of work."""
-    if workers <= 1:
-        for group in groups:
-            for summary in execute_group_and_save(group, str(runs_dir), save_final):
-                on_done(summary)
-        return
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context(
-        "forkserver" if "forkserver" in methods else "spawn"
-    )
-    with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
-    ) as pool:
-        futures = [
-            pool.submit(execute_group_and_save, g, str(runs_dir), save_final)
-            for g in groups
+            pool.submit(
+                execute_unit_and_save, u, str(runs_dir), keep, save_final, tensorboard
+            )
+            for u in units
         ]
         try:
             for fut in cf.as_completed(futures):
@@ -236,12 +221,20 @@ def run_experiment(
     batched = (config.batch_grid if batch is None else batch) and not board
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
-        pending = [s for s in specs if load_summary(runs_dir / s.run_id) is None]
-        units = len(group_specs(pending, batched))
+        pending = frozenset(
+            s.run_id for s in specs if load_summary(runs_dir / s.run_id) is None
+        )
+        # Whole groups of the stage, so that a resumed batch is the one it began as.
+        units = [
+            u
+            for u in group_specs(specs, batched)
+            if any(s.run_id in pending for s in u)
+        ]
         n_workers = resolve_workers(
-            workers if workers is not None else config.workers, units
+            workers if workers is not None else config.workers, len(units)
         )
         _execute_with_progress(
+            units,
             pending,
             runs_dir,
             n_workers,
@@ -250,7 +243,6 @@ def run_experiment(
             save_final,
             stage,
             board,
-            batched,
         )
 
     if config.protocol is None:
@@ -263,7 +255,8 @@ def run_experiment(
 
 
 def _execute_with_progress(
-    pending: list[RunSpec],
+    units: list[list[RunSpec]],
+    pending: frozenset[str],
     runs_dir: Path,
     workers: int,
     total: int,
@@ -271,12 +264,11 @@ def _execute_with_progress(
     save_final: bool = False,
     stage: str | None = None,
     tensorboard: bool = False,
-    batch: bool = False,
 ) -> None:
     done_before = total - len(pending)
     if not progress:
-        _run_specs(
-            pending, runs_dir, workers, lambda s: None, save_final, tensorboard, batch
+        _run_units(
+            units, pending, runs_dir, workers, lambda s: None, save_final, tensorboard
         )
         return
     from rich.progress import (
@@ -301,12 +293,12 @@ def _execute_with_progress(
         if done_before:
             label += f", {done_before} reused"
         task = bar.add_task(label, total=total, completed=done_before)
-        _run_specs(
+        _run_units(
+            units,
             pending,
             runs_dir,
             workers,
             lambda s: bar.advance(task),
             save_final,
             tensorboard,
-            batch,
         )
