@@ -136,6 +136,10 @@ def assert_same_run(solo: RunResult, batched: RunResult, rtol: float) -> None:
             np.testing.assert_array_equal(b[col], a[col], err_msg=col)
         else:
             np.testing.assert_allclose(b[col], a[col], rtol=rtol, err_msg=col)
+    ca, cb = solo.recorder.cancellation_arrays(), batched.recorder.cancellation_arrays()
+    assert list(ca) == list(cb)
+    for col in ca:
+        np.testing.assert_array_equal(cb[col], ca[col], err_msg=col)
     assert len(batched.recorder.evals) == len(solo.recorder.evals)
     for ea, eb in zip(solo.recorder.evals, batched.recorder.evals, strict=True):
         assert list(ea) == list(eb)

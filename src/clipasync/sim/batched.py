@@ -266,6 +266,7 @@ def run_batched(
         row = {c: i for i, c in enumerate(payload.cols.tolist())}
         gs, versions = payload.gs, payload.versions
         keys = []
+        replies = []
         for c in going:
             j = c.index
             mine = Arrival(
@@ -283,14 +284,20 @@ def run_batched(
             counts["applied"] += reply.applied
             counts["discarded"] += reply.discarded
             counts["skipped"] += reply.skipped
-            c.record(mine, version, reply)
+            replies.append((c, mine, version, reply))
             keys.append((reply.dispatch, reply.cancel))
         active, (to_dispatch, to_cancel) = agree(going, keys)
-        cancelled = 0
-        for w in to_cancel:
-            for job in inflight.pop(w, []):
-                pool.cancel(job)
-                cancelled += 1
+        cancels = [(job, w) for w in to_cancel for job in inflight.pop(w, [])]
+        cancelled = len(cancels)
+        for job, _ in cancels:
+            pool.cancel(job)
+        kept = {id(c) for c in active}
+        for c, mine, version, reply in replies:
+            if id(c) in kept:
+                # As the engine: an arrival's cancellations go before its row.
+                for job, w in cancels:
+                    c.rec.record_cancel(t, job, w)
+            c.record(mine, version, reply)
         if to_dispatch and active:
             dispatch(to_dispatch, active)
         still = []
