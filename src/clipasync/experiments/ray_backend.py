@@ -214,6 +214,9 @@ def run_experiment_on_ray(
             rebuild the same config (default: taken from an earlier call).
     """
     out = Path(out_dir)
+    # Join (or start) Ray first: a cluster that cannot be joined fails in seconds,
+    # with one line, before anything is written into ``out``.
+    start_ray(address, num_cpus)
     runs_dir, specs = prepare_out_dir(config, out)
     if source is not None:
         write_text_atomic(out / SOURCE_FILE, source[0])
@@ -229,7 +232,6 @@ def run_experiment_on_ray(
             "checkpoint_every": checkpoint_every,
         },
     )
-    start_ray(address, num_cpus)
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         for spec in specs:
