@@ -7,9 +7,11 @@ only the pool changes, from :class:`~clipasync.sim.SimulatedPool` (virtual clock
 * Time. The config's times are in *time units*; on Ray one time unit is
   ``time_unit_s`` seconds. Each job sleeps by the config's compute-time model scaled
   by ``time_unit_s`` on top of its real compute (``inject_delays=False`` turns the
-  sleep off: the real stragglers of the cluster only). ``max_time``, ``eval_every``
-  and the reported times are converted, so reports of both backends read in time
-  units and compare directly.
+  sleep off: the real stragglers of the cluster only). The pool's clock is in time
+  units (:class:`RayPool` ``time_unit_s``), so ``max_time``, ``eval_every``, the
+  records and every time field of the summary (``final.time`` included) read in
+  time units on both backends; the wall-clock seconds are separate fields
+  (``wall_clock_time``, ``wall_time``, ``startup_s``; see :data:`TIME_FIELDS`).
 * Runs execute one after another (each one already uses every worker of the cluster);
   each finished run is written atomically like a simulated run, so a rerun skips
   finished runs. A ``protocol`` block runs its stages (tune, refine, eval) as on the
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from clipasync.checkpoint import save_state_dict
-from clipasync.engine import StopRule, Target
+from clipasync.engine import Target
 from clipasync.errors import ConfigError
 from clipasync.experiments.build import (
     build_policy,
@@ -86,28 +88,35 @@ class ConfiguredTask:
         return build_task(self.policy, self.params, server, problem)
 
 
-def _scaled_stop(stop: StopRule, unit: float) -> StopRule:
-    return dataclasses.replace(
-        stop, max_time=None if stop.max_time is None else stop.max_time * unit
-    )
+#: The unit of every time field of a Ray run's summary (the simulator's read alike:
+#: time units; only the fields named here in seconds are wall-clock seconds).
+TIME_FIELDS = {
+    "sim_time": "time units",
+    "time_to_target": "time units",
+    "first_hit": "time units",
+    "robust_hit": "time units",
+    "censor_time": "time units",
+    "initial.time": "time units",
+    "final.time": "time units",
+    "updates_per_time": "updates per time unit",
+    "time_unit_s": "seconds per time unit",
+    "wall_clock_time": "seconds (sim_time x time_unit_s: the run's own clock)",
+    "wall_time": "seconds (the driver loop: evaluations and checkpoints included)",
+    "startup_s": "seconds (until every actor was ready)",
+}
 
 
-def _to_time_units(outcome: RunOutcome, unit: float) -> RunOutcome:
-    """Convert a Ray run's wall-clock seconds into the config's time units."""
+def _add_wall_clock(outcome: RunOutcome, unit: float, startup_s: float) -> RunOutcome:
+    """Add the wall-clock fields to a Ray run whose records are in time units (the
+    pool's clock is in time units already: :class:`RayPool` ``time_unit_s``)."""
     s = outcome.summary
     s["time_unit_s"] = unit
-    s["wall_clock_time"] = s.get("sim_time")
-    for key in ("time_to_target", "first_hit", "robust_hit", "censor_time", "sim_time"):
-        if s.get(key) is not None:
-            s[key] = float(s[key]) / unit
-    if s.get("sim_time"):
-        s["updates_per_time"] = s["version"] / s["sim_time"]
+    s["wall_clock_time"] = float(s["sim_time"]) * unit
+    s["startup_s"] = startup_s
+    s["time_fields"] = dict(TIME_FIELDS)
     arrivals = dict(outcome.arrivals)
-    arrivals["wall_time"] = arrivals["time"]
-    arrivals["time"] = arrivals["time"] / unit
-    arrivals["compute_time"] = arrivals["compute_time"] / unit
-    evals = [{**e, "time": e["time"] / unit} for e in outcome.evals]
-    return RunOutcome(s, arrivals, evals, outcome.params)
+    arrivals["wall_time"] = arrivals["time"] * unit
+    return RunOutcome(s, arrivals, outcome.evals, outcome.params)
 
 
 def execute_on_ray(
@@ -145,7 +154,7 @@ def execute_on_ray(
         address=address,
         streams=streams,
     )
-    stop = _scaled_stop(build_stop(spec.stop), time_unit_s)
+    stop = build_stop(spec.stop)  # in time units, as the pool's clock
     recorder = Recorder(keep_arrivals=True)
     t0 = time.perf_counter()
     try:
@@ -156,9 +165,7 @@ def execute_on_ray(
             stop=stop,
             rng=stream(spec.seed, Stream.POLICY),
             evaluate=problem.evaluate,
-            eval_every=None
-            if spec.eval_every is None
-            else spec.eval_every * time_unit_s,
+            eval_every=spec.eval_every,
             checkpoint_dir=ckpt_dir,
             checkpoint_every=checkpoint_every,
             resume=resume and streams is not None,
@@ -168,8 +175,10 @@ def execute_on_ray(
         failures = int(getattr(pool, "failures", 0))
     finally:
         pool.close()
-    outcome = _to_time_units(
-        summarise(spec, result, recorder, time.perf_counter() - t0), time_unit_s
+    outcome = _add_wall_clock(
+        summarise(spec, result, recorder, time.perf_counter() - t0),
+        time_unit_s,
+        pool.startup_s,
     )
     outcome.summary["backend"] = "ray"
     outcome.summary["worker_failures"] = failures
@@ -310,7 +319,7 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
         raise ConfigError(f"{run} is not a finished run with {ARRIVALS_FILE}")
     columns = read_columns(arrivals)
     trace_path = Path(out) if out is not None else run / "trace.csv"
-    # Times in the records are already in time units (see _to_time_units).
+    # Times in the records are already in time units (RayPool time_unit_s).
     write_trace(columns, trace_path, 1.0)
     spec_timing = build_timing(summary["timing"])
     policy = build_policy(

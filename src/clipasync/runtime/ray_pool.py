@@ -57,53 +57,69 @@ __all__ = ["RayPool", "import_ray", "start_ray"]
 _CONTROL = "control"  # concurrency group of ``cancel``: runs while ``run`` sleeps
 
 
+class _Slot:
+    """One worker inside an actor: its oracle and its running / cancelled jobs."""
+
+    def __init__(self, oracle: OracleWorker) -> None:
+        self.oracle = oracle
+        self.running: tuple[int, threading.Event] | None = None
+        self.last_started = -1
+        self.cancelled: set[int] = set()  # cancelled before they started
+
+
 class _RayOracle:
-    """The actor behind one worker (wrapped with ``ray.remote`` at first use)."""
+    """The actor behind one or more workers (wrapped with ``ray.remote`` at first
+    use); each worker's jobs run in its own one-thread concurrency group, in
+    submission order, so workers of one actor overlap like separate actors."""
 
     def __init__(
         self,
         factory: TaskFactory,
-        worker: int,
+        workers: tuple[int, ...],
         seed: Seed,
         timing: ComputeTimeModel | None,
         time_unit_s: float,
-        streams: StreamState | None,
+        streams: tuple[StreamState | None, ...],
         origin: float,
     ) -> None:
-        self._oracle = OracleWorker(factory(), worker, seed, timing, streams)
+        self._slots = {
+            w: _Slot(OracleWorker(factory(), w, seed, timing, st))
+            for w, st in zip(workers, streams, strict=True)
+        }
         self._unit = time_unit_s
         self._origin = origin  # wall-clock (epoch) start of the pool
         self._lock = threading.Lock()
-        self._running: tuple[int, threading.Event] | None = None
-        self._last_started = -1
-        self._cancelled: set[int] = set()  # cancelled before they started
 
     def ready(self) -> int:
         return os.getpid()
 
-    def cancel(self, job: int) -> None:
+    def cancel(self, job: int, worker: int) -> None:
+        slot = self._slots[worker]
         with self._lock:
-            if self._running is not None and self._running[0] == job:
-                self._running[1].set()
-            elif job > self._last_started:
-                self._cancelled.add(job)
+            if slot.running is not None and slot.running[0] == job:
+                slot.running[1].set()
+            elif job > slot.last_started:
+                slot.cancelled.add(job)
 
-    def run(self, x: Vector | None, job: int) -> tuple[Any, int, float, Any, str]:
+    def run(
+        self, x: Vector | None, job: int, worker: int
+    ) -> tuple[Any, int, float, Any, str]:
         """Return ``(payload, job, seconds on this job, streams, status)``."""
+        slot = self._slots[worker]
         event = threading.Event()
         with self._lock:
-            self._last_started = job
-            if job in self._cancelled:
-                self._cancelled.discard(job)
+            slot.last_started = job
+            if job in slot.cancelled:
+                slot.cancelled.discard(job)
                 return None, job, 0.0, None, "cancelled"
-            self._running = (job, event)
+            slot.running = (job, event)
         try:
             now = (time.time() - self._origin) / self._unit
-            out = self._oracle.run_job(x, now, event, self._unit)
+            out = slot.oracle.run_job(x, now, event, self._unit)
         finally:
             with self._lock:
-                self._running = None
-        streams = None if out.status == "exhausted" else self._oracle.streams()
+                slot.running = None
+        streams = None if out.status == "exhausted" else slot.oracle.streams()
         return out.payload, job, out.seconds, streams, out.status
 
 
@@ -117,42 +133,60 @@ class _Job:
     ref: Any = None
 
 
-_actor_class: Any = None
+_actor_classes: dict[int, Any] = {}
 
 
-def _remote_class(ray: Any) -> Any:
-    global _actor_class
-    if _actor_class is None:
-        _actor_class = ray.remote(concurrency_groups={_CONTROL: 1})(_RayOracle)
-    return _actor_class
+def _remote_class(ray: Any, size: int) -> Any:
+    """The actor class for ``size`` workers: one one-thread group per worker."""
+    if size not in _actor_classes:
+        groups = {_CONTROL: 1, **{_group(i): 1 for i in range(size)}}
+        _actor_classes[size] = ray.remote(concurrency_groups=groups)(_RayOracle)
+    return _actor_classes[size]
+
+
+def _group(local: int) -> str:
+    return f"w{local}"
 
 
 class RayPool:
-    """A ``WorkerPool`` with one Ray actor per worker (see module docstring).
+    """A ``WorkerPool`` of Ray actors, one per worker by default (see module
+    docstring).
 
     Args:
         task_factory: Picklable zero-argument callable returning the task
             ``task(worker, x, rng) -> payload``; called inside each actor (e.g.
             :class:`~clipasync.runtime.ProblemTask`).
         num_workers: Number of workers (defaults to ``timing.num_workers``).
-        timing: Injected compute-time model (its units scaled by ``time_unit_s``),
-            or ``None`` to run with real compute time only.
-        time_unit_s: Seconds per time unit of ``timing``.
+        timing: Injected compute-time model, in *time units* (one unit lasts
+            ``time_unit_s`` seconds), or ``None`` to run with real compute time
+            only.
+        time_unit_s: Seconds per time unit: the unit of ``timing``, of
+            :meth:`now` and of every arrival's ``time`` and ``compute_time``, as on
+            the command line's ``--time-unit`` (so the simulator's and this pool's
+            records read alike).
         seed: Root seed (per-worker ``ORACLE`` and ``TIMING`` streams, as in the
             simulator).
         address: Cluster to join if Ray is not initialised yet (see
             :func:`start_ray`); ``None`` starts a private local Ray.
-        num_cpus_per_worker: CPUs each actor reserves (0 by default: actors that
-            each reserve a CPU beyond the cluster's count would wait forever).
-        max_consecutive_failures: Deaths of one worker, with no success between
+        num_cpus_per_worker: CPUs each actor reserves per worker it holds (0 by
+            default: actors that each reserve a CPU beyond the cluster's count
+            would wait forever).
+        max_consecutive_failures: Deaths of one actor, with no success between
             them, after which :class:`WorkerFailed` is raised.
         streams: Per-worker stream states to continue from (resume).
         actor_options: Extra ``.options(...)`` for the actors (resources,
             ``scheduling_strategy``; default ``"SPREAD"`` over the nodes).
-        ready_timeout_s: How long to wait for the actors to start.
+        ready_timeout_s: Bound on the start-up: every actor must be ready (each
+            one replaced if it dies while starting) within this many seconds.
+        workers_per_actor: Workers held by one actor process (each in its own
+            thread, in submission order). 1 (the default) is one process per
+            worker; more makes start-up and memory cheaper where a worker is
+            mostly waiting (injected times, a GPU) — starting a Ray worker
+            process costs about a CPU-second.
 
     Raises:
         ConfigError: On bad sizes or a CPU reservation the cluster cannot hold.
+        WorkerFailed: If the actors are not ready within ``ready_timeout_s``.
     """
 
     def __init__(
@@ -169,6 +203,7 @@ class RayPool:
         streams: list[StreamState | None] | None = None,
         actor_options: Mapping[str, Any] | None = None,
         ready_timeout_s: float = 300.0,
+        workers_per_actor: int = 1,
     ) -> None:
         n = pool_size(num_workers, timing, time_unit_s, streams)
         if not (num_cpus_per_worker >= 0):
@@ -179,33 +214,44 @@ class RayPool:
             raise ConfigError(
                 f"max_consecutive_failures must be >= 1, got {max_consecutive_failures}"
             )
+        if not (isinstance(workers_per_actor, int) and workers_per_actor >= 1):
+            raise ConfigError(
+                f"workers_per_actor must be an integer >= 1, got {workers_per_actor}"
+            )
+        if not (ready_timeout_s > 0):
+            raise ConfigError(f"ready_timeout_s must be > 0, got {ready_timeout_s}")
         start_ray(address)
         ray = self._ray = import_ray()
         cpus = float(ray.cluster_resources().get("CPU", 0.0))
-        if num_cpus_per_worker > 0 and num_cpus_per_worker > cpus:
+        held = min(workers_per_actor, n)
+        if num_cpus_per_worker > 0 and num_cpus_per_worker * held > cpus:
             raise ConfigError(
-                f"num_cpus_per_worker={num_cpus_per_worker} exceeds the cluster's "
-                f"{cpus:g} CPUs: the actor could never be scheduled (use 0 or a "
-                "fraction)"
+                f"num_cpus_per_worker={num_cpus_per_worker} (x {held} workers per "
+                f"actor) exceeds the cluster's {cpus:g} CPUs: the actor could never "
+                "be scheduled (use 0 or a fraction)"
             )
         self.num_workers = n
         self.time_unit_s = float(time_unit_s)
-        #: Actor deaths detected (each replaced by a fresh actor).
+        #: Actor deaths detected (each replaced by a fresh actor), start-up included.
         self.failures = 0
         self._factory = task_factory
         self._timing = timing
         self._seed = seed
         self._max_failures = max_consecutive_failures
+        self._num_cpus = num_cpus_per_worker
         self._options: dict[str, Any] = {
-            "num_cpus": num_cpus_per_worker,
             "scheduling_strategy": "SPREAD",
             **dict(actor_options or {}),
         }
         self._streams: list[StreamState | None] = (
             [None] * n if streams is None else list(streams)
         )
-        self._consecutive = [0] * n
-        self._generation = [0] * n
+        #: Workers of each actor (``hosts[h]``) and the actor of each worker.
+        k = workers_per_actor
+        self._hosts = [tuple(range(i, min(i + k, n))) for i in range(0, n, k)]
+        self._host_of = [w // k for w in range(n)]
+        self._consecutive = [0] * len(self._hosts)
+        self._generation = [0] * len(self._hosts)
         self._jobs: dict[int, _Job] = {}  # live: not arrived, not cancelled
         self._inflight: dict[Any, int] = {}  # result ref -> job (incl. cancelled)
         self._cancelled: dict[int, int] = {}  # cancelled job -> worker, until drained
@@ -215,14 +261,18 @@ class RayPool:
         self._put_x: Vector | None = None
         self._put_ref: Any = None
         self._origin = time.time()
-        self._actors = [self._new_actor(w) for w in range(n)]
-        ray.get([a.ready.remote() for a in self._actors], timeout=ready_timeout_s)
+        t0 = time.perf_counter()
+        self._actors = [self._new_actor(h) for h in range(len(self._hosts))]
+        self._await_ready(ready_timeout_s)
+        #: Wall-clock seconds from creating the actors to all of them being ready.
+        self.startup_s = time.perf_counter() - t0
         self._t0 = time.perf_counter()
 
     # ---------------------------------------------------------------- WorkerPool
 
     def now(self) -> float:
-        return time.perf_counter() - self._t0
+        """Time since the pool was ready, in time units."""
+        return (time.perf_counter() - self._t0) / self.time_unit_s
 
     def submit(self, worker: int, x: Vector | None, version: int) -> int:
         check_worker(worker, self.num_workers)
@@ -231,7 +281,7 @@ class RayPool:
             worker,
             version,
             self._model_ref(x, version),
-            self._generation[worker],
+            self._generation[self._host_of[worker]],
         )
         self._next_job += 1
         self._jobs[job.job] = job
@@ -243,7 +293,8 @@ class RayPool:
         if j is None:
             return
         self._cancelled[job] = j.worker
-        self._actors[j.worker].cancel.options(concurrency_group=_CONTROL).remote(job)
+        actor = self._actors[self._host_of[j.worker]]
+        actor.cancel.options(concurrency_group=_CONTROL).remote(job, j.worker)
 
     def next_arrival(self) -> Arrival:
         ray = self._ray
@@ -270,8 +321,11 @@ class RayPool:
             del self._jobs[job]
             if status == "exhausted":
                 continue
-            self._consecutive[j.worker] = 0
-            return Arrival(job, j.worker, j.version, payload, self.now(), seconds)
+            self._consecutive[self._host_of[j.worker]] = 0
+            unit = self.time_unit_s
+            return Arrival(
+                job, j.worker, j.version, payload, self.now(), seconds / unit
+            )
         raise SimulationExhausted("no job in flight")
 
     def close(self) -> None:
@@ -286,8 +340,9 @@ class RayPool:
 
     @property
     def actors(self) -> list[Any]:
-        """The current actor handle of each worker (e.g. to kill one in a test)."""
-        return list(self._actors)
+        """The current actor handle of each worker (e.g. to kill one in a test;
+        workers of one actor share its handle)."""
+        return [self._actors[h] for h in self._host_of]
 
     def stream_states(self) -> list[StreamState | None]:
         """Each worker's stream state after its last finished job (``None``: not
@@ -296,17 +351,59 @@ class RayPool:
 
     # ---------------------------------------------------------------- internals
 
-    def _new_actor(self, worker: int) -> Any:
-        cls = _remote_class(self._ray).options(**self._options)
+    def _new_actor(self, host: int) -> Any:
+        workers = self._hosts[host]
+        cls = _remote_class(self._ray, len(workers)).options(
+            num_cpus=self._num_cpus * len(workers), **self._options
+        )
         return cls.remote(
             self._factory,
-            worker,
+            workers,
             self._seed,
             self._timing,
             self.time_unit_s,
-            self._streams[worker],
+            tuple(self._streams[w] for w in workers),
             self._origin,
         )
+
+    def _await_ready(self, timeout_s: float) -> None:
+        # Every actor starts at once (creation is asynchronous); they are awaited
+        # together, with one deadline, and one that dies while starting is replaced.
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        ray = self._ray
+        deadline = time.perf_counter() + timeout_s
+        pending = {a.ready.remote(): h for h, a in enumerate(self._actors)}
+        while pending:
+            left = deadline - time.perf_counter()
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(left, 0))
+            if not ready:
+                self.close()
+                raise WorkerFailed(
+                    f"{len(pending)} of {len(self._actors)} Ray actors were not ready "
+                    f"after {timeout_s:g} s (the cluster may lack the resources they "
+                    "ask for, or be overloaded): raise ready_timeout_s or use fewer"
+                )
+            h = pending.pop(ready[0])
+            try:
+                ray.get(ready[0])
+            except (RayActorError, GetTimeoutError):
+                self._replace(h)
+                pending[self._actors[h].ready.remote()] = h
+
+    def _replace(self, host: int) -> None:
+        self.failures += 1
+        self._consecutive[host] += 1
+        if self._consecutive[host] > self._max_failures:
+            self.close()
+            raise WorkerFailed(
+                f"the actor of workers {list(self._hosts[host])} died "
+                f"{self._consecutive[host]} times in a row; giving up"
+            )
+        with contextlib.suppress(Exception):
+            self._ray.kill(self._actors[host])
+        self._generation[host] += 1
+        self._actors[host] = self._new_actor(host)
 
     def _model_ref(self, x: Vector | None, version: int) -> Any:
         # One object per model version, shared by all the jobs dispatched at it. The
@@ -318,8 +415,10 @@ class RayPool:
         return self._put_ref
 
     def _dispatch(self, job: _Job) -> None:
-        actor = self._actors[job.worker]
-        job.ref = actor.run.remote(job.x_ref, job.job)
+        h = self._host_of[job.worker]
+        local = job.worker - self._hosts[h][0]
+        run = self._actors[h].run.options(concurrency_group=_group(local))
+        job.ref = run.remote(job.x_ref, job.job, job.worker)
         self._inflight[job.ref] = job.job
 
     def _keep_streams(self, worker: int, job: int, streams: StreamState | None) -> None:
@@ -333,24 +432,16 @@ class RayPool:
         if j is None:  # a cancelled job of a dead actor: nothing to redo
             self._cancelled.pop(job, None)
             return
-        w = j.worker
-        if j.generation < self._generation[w]:
+        h = self._host_of[j.worker]
+        if j.generation < self._generation[h]:
             return  # already resubmitted when this death was first seen
-        self.failures += 1
-        self._consecutive[w] += 1
-        if self._consecutive[w] > self._max_failures:
-            raise WorkerFailed(
-                f"worker {w} died {self._consecutive[w]} times in a row; giving up"
-            )
-        with contextlib.suppress(Exception):
-            self._ray.kill(self._actors[w])
-        self._generation[w] += 1
-        self._actors[w] = self._new_actor(w)
+        self._replace(h)
         # Resubmit everything the dead actor held, in submission order (FIFO).
         lost = sorted(
-            (k for k in self._jobs.values() if k.worker == w), key=lambda k: k.job
+            (k for k in self._jobs.values() if self._host_of[k.worker] == h),
+            key=lambda k: k.job,
         )
         for k in lost:
             self._inflight.pop(k.ref, None)
-            k.generation = self._generation[w]
+            k.generation = self._generation[h]
             self._dispatch(k)
