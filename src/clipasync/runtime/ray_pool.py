@@ -33,12 +33,15 @@ it.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from clipasync.errors import ConfigError, SimulationExhausted, WorkerFailed
 from clipasync.runtime._oracle import (
@@ -48,6 +51,7 @@ from clipasync.runtime._oracle import (
     check_worker,
     pool_size,
 )
+from clipasync.runtime.inplace import Gradient, ServerBuffer
 from clipasync.runtime.ray_session import import_ray, start_ray
 from clipasync.timing import ComputeTimeModel
 from clipasync.types import Arrival, Seed, Vector
@@ -81,7 +85,9 @@ class _RayOracle:
         time_unit_s: float,
         streams: tuple[StreamState | None, ...],
         origin: float,
+        norms: bool = False,
     ) -> None:
+        self._norms = norms  # send ‖g‖² with each float payload (in-place server)
         self._slots = {
             w: _Slot(OracleWorker(factory(), w, seed, timing, st))
             for w, st in zip(workers, streams, strict=True)
@@ -103,15 +109,16 @@ class _RayOracle:
 
     def run(
         self, x: Vector | None, job: int, worker: int
-    ) -> tuple[Any, int, float, Any, str]:
-        """Return ``(payload, job, seconds on this job, streams, status)``."""
+    ) -> tuple[Any, int, float, Any, str, Any]:
+        """Return ``(payload, job, seconds on this job, streams, status, ‖payload‖²
+        or None)``."""
         slot = self._slots[worker]
         event = threading.Event()
         with self._lock:
             slot.last_started = job
             if job in slot.cancelled:
                 slot.cancelled.discard(job)
-                return None, job, 0.0, None, "cancelled"
+                return None, job, 0.0, None, "cancelled", None
             slot.running = (job, event)
         try:
             now = (time.time() - self._origin) / self._unit
@@ -120,7 +127,10 @@ class _RayOracle:
             with self._lock:
                 slot.running = None
         streams = None if out.status == "exhausted" else slot.oracle.streams()
-        return out.payload, job, out.seconds, streams, out.status
+        sq = None
+        if self._norms and isinstance(out.payload, np.ndarray):
+            sq = np.dot(out.payload, out.payload)  # grad_norm's own expression
+        return out.payload, job, out.seconds, streams, out.status, sq
 
 
 @dataclass(slots=True)
@@ -179,10 +189,15 @@ class RayPool:
         ready_timeout_s: Bound on the start-up: every actor must be ready (each
             one replaced if it dies while starting) within this many seconds.
         workers_per_actor: Workers held by one actor process (each in its own
-            thread, in submission order). 1 (the default) is one process per
-            worker; more makes start-up and memory cheaper where a worker is
-            mostly waiting (injected times, a GPU) — starting a Ray worker
-            process costs about a CPU-second.
+            thread, its jobs in submission order). Default: as few per actor as
+            keep the actor processes at most the cluster's CPUs (1 when there are
+            CPUs enough) — starting a Ray worker process costs about a CPU-second,
+            and processes beyond the CPUs add start-up time, not throughput.
+        in_place: Model-scale server: each worker also sends ``‖g‖²`` (so the
+            policy's norm costs the driver no pass), payloads arrive as
+            :class:`~clipasync.runtime.inplace.Gradient` and a model from
+            :meth:`model` is updated in place (:mod:`clipasync.runtime.inplace`;
+            iterates bit-identical to the pure path).
 
     Raises:
         ConfigError: On bad sizes or a CPU reservation the cluster cannot hold.
@@ -203,7 +218,8 @@ class RayPool:
         streams: list[StreamState | None] | None = None,
         actor_options: Mapping[str, Any] | None = None,
         ready_timeout_s: float = 300.0,
-        workers_per_actor: int = 1,
+        workers_per_actor: int | None = None,
+        in_place: bool = False,
     ) -> None:
         n = pool_size(num_workers, timing, time_unit_s, streams)
         if not (num_cpus_per_worker >= 0):
@@ -214,7 +230,9 @@ class RayPool:
             raise ConfigError(
                 f"max_consecutive_failures must be >= 1, got {max_consecutive_failures}"
             )
-        if not (isinstance(workers_per_actor, int) and workers_per_actor >= 1):
+        if workers_per_actor is not None and not (
+            isinstance(workers_per_actor, int) and workers_per_actor >= 1
+        ):
             raise ConfigError(
                 f"workers_per_actor must be an integer >= 1, got {workers_per_actor}"
             )
@@ -223,6 +241,11 @@ class RayPool:
         start_ray(address)
         ray = self._ray = import_ray()
         cpus = float(ray.cluster_resources().get("CPU", 0.0))
+        if workers_per_actor is None:  # no more actor processes than CPUs
+            workers_per_actor = max(1, math.ceil(n / max(cpus, 1.0)))
+        #: Workers held by one actor process.
+        self.workers_per_actor = workers_per_actor
+        self._in_place = bool(in_place)
         held = min(workers_per_actor, n)
         if num_cpus_per_worker > 0 and num_cpus_per_worker * held > cpus:
             raise ConfigError(
@@ -305,7 +328,7 @@ class RayPool:
             ref = ready[0]
             job = self._inflight.pop(ref)
             try:
-                payload, got, seconds, streams, status = ray.get(ref)
+                payload, got, seconds, streams, status, sq = ray.get(ref)
             except RayActorError:
                 self._on_actor_death(job)
                 continue
@@ -322,6 +345,8 @@ class RayPool:
             if status == "exhausted":
                 continue
             self._consecutive[self._host_of[j.worker]] = 0
+            if sq is not None:
+                payload = Gradient(payload, sq)
             unit = self.time_unit_s
             return Arrival(
                 job, j.worker, j.version, payload, self.now(), seconds / unit
@@ -344,6 +369,12 @@ class RayPool:
         workers of one actor share its handle)."""
         return [self._actors[h] for h in self._host_of]
 
+    def model(self, x0: Vector) -> Vector:
+        """The initial model to run from: with ``in_place``, a driver-owned float32
+        :class:`~clipasync.runtime.inplace.ServerBuffer` that the policy's
+        ``x − u`` updates in place; else ``x0`` itself."""
+        return ServerBuffer(x0) if self._in_place else x0
+
     def stream_states(self) -> list[StreamState | None]:
         """Each worker's stream state after its last finished job (``None``: not
         started), for checkpoints."""
@@ -364,6 +395,7 @@ class RayPool:
             self.time_unit_s,
             tuple(self._streams[w] for w in workers),
             self._origin,
+            self._in_place,
         )
 
     def _await_ready(self, timeout_s: float) -> None:
@@ -410,7 +442,8 @@ class RayPool:
         # identity check guards against a policy that changes x without a new version.
         key = (version, id(x))
         if self._put_key != key or self._put_x is not x:
-            self._put_ref = self._ray.put(x)
+            # A plain view: workers get an ordinary array, never the server buffer.
+            self._put_ref = self._ray.put(None if x is None else np.asarray(x))
             self._put_key, self._put_x = key, x
         return self._put_ref
 
