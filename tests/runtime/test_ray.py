@@ -152,7 +152,10 @@ def _simulate_f32(timing: TraceTimes, seed: int) -> Any:
 
 
 @pytest.mark.slow
-def test_in_place_server_on_ray_matches_the_simulator_bit_for_bit():
+@pytest.mark.parametrize(
+    "server", [{"in_place": True}, {"shards": 2}], ids=["in_place", "2_shards"]
+)
+def test_in_place_and_sharded_servers_match_the_simulator_bit_for_bit(server):
     timing, seed = scripted_trace(
         _simulate_f32, num_workers=3, arrivals=14, min_gap=16.0
     )
@@ -164,13 +167,13 @@ def test_in_place_server_on_ray_matches_the_simulator_bit_for_bit():
             timing=timing,
             time_unit_s=IN_PLACE_UNIT_S,
             seed=seed,
-            in_place=True,
+            **server,
         )
         x0 = pool.model(np.zeros(5, dtype=np.float32))
         res = run_and_close(
             pool, IN_PLACE_POLICY, x0, StopRule(max_arrivals=14), seed=seed
         )
-        assert res.params is x0  # the driver's buffer, updated in place
+        assert res.params is x0  # the driver's buffer (or the shards), in place
         return res
 
     got = real()

@@ -53,6 +53,7 @@ from clipasync.runtime._oracle import (
 )
 from clipasync.runtime.inplace import Gradient, ServerBuffer
 from clipasync.runtime.ray_session import import_ray, start_ray
+from clipasync.runtime.shards import ShardedGradient, ShardedModel, split
 from clipasync.timing import ComputeTimeModel
 from clipasync.types import Arrival, Seed, Vector
 
@@ -86,8 +87,10 @@ class _RayOracle:
         streams: tuple[StreamState | None, ...],
         origin: float,
         norms: bool = False,
+        shards: int = 0,
     ) -> None:
-        self._norms = norms  # send ‖g‖² with each float payload (in-place server)
+        self._norms = norms or shards > 0  # send ‖g‖² with each float payload
+        self._shards = shards  # > 0: return the payload as this many slices
         self._slots = {
             w: _Slot(OracleWorker(factory(), w, seed, timing, st))
             for w, st in zip(workers, streams, strict=True)
@@ -107,11 +110,21 @@ class _RayOracle:
             elif job > slot.last_started:
                 slot.cancelled.add(job)
 
-    def run(
+    def run(self, job: int, worker: int, *parts: Vector | None) -> Any:
+        """Return ``(payload, job, seconds on this job, streams, status, ‖payload‖²
+        or None)``; with shards, that tuple (payload ``None``) and then the
+        payload's slices, one object each. ``parts`` are the model's slices."""
+        x = parts[0] if len(parts) == 1 else np.concatenate(parts)  # type: ignore[arg-type]
+        out = self._run(x, job, worker)
+        if not self._shards:
+            return out
+        g = out[0]
+        pieces = split(g, self._shards) if g is not None else [None] * self._shards
+        return ((None, *out[1:]), *pieces)
+
+    def _run(
         self, x: Vector | None, job: int, worker: int
     ) -> tuple[Any, int, float, Any, str, Any]:
-        """Return ``(payload, job, seconds on this job, streams, status, ‖payload‖²
-        or None)``."""
         slot = self._slots[worker]
         event = threading.Event()
         with self._lock:
@@ -141,6 +154,7 @@ class _Job:
     x_ref: Any
     generation: int
     ref: Any = None
+    parts: tuple[Any, ...] = ()  # with shards: the refs of the payload's slices
 
 
 _actor_classes: dict[int, Any] = {}
@@ -198,6 +212,10 @@ class RayPool:
             :class:`~clipasync.runtime.inplace.Gradient` and a model from
             :meth:`model` is updated in place (:mod:`clipasync.runtime.inplace`;
             iterates bit-identical to the pure path).
+        shards: Sharded server (implies ``in_place``): :meth:`model` puts the
+            model on this many shard actors, workers return their gradient as as
+            many slices, and each shard applies the updates to its slice
+            (:mod:`clipasync.runtime.shards`); 0 keeps the model in the driver.
 
     Raises:
         ConfigError: On bad sizes or a CPU reservation the cluster cannot hold.
@@ -220,6 +238,7 @@ class RayPool:
         ready_timeout_s: float = 300.0,
         workers_per_actor: int | None = None,
         in_place: bool = False,
+        shards: int = 0,
     ) -> None:
         n = pool_size(num_workers, timing, time_unit_s, streams)
         if not (num_cpus_per_worker >= 0):
@@ -245,7 +264,11 @@ class RayPool:
             workers_per_actor = max(1, math.ceil(n / max(cpus, 1.0)))
         #: Workers held by one actor process.
         self.workers_per_actor = workers_per_actor
-        self._in_place = bool(in_place)
+        if not (isinstance(shards, int) and shards >= 0):
+            raise ConfigError(f"shards must be an integer >= 0, got {shards}")
+        self._in_place = bool(in_place) or shards > 0
+        self._shards = shards
+        self._models: list[ShardedModel] = []
         held = min(workers_per_actor, n)
         if num_cpus_per_worker > 0 and num_cpus_per_worker * held > cpus:
             raise ConfigError(
@@ -345,7 +368,10 @@ class RayPool:
             if status == "exhausted":
                 continue
             self._consecutive[self._host_of[j.worker]] = 0
-            if sq is not None:
+            if self._shards and j.parts and j.parts[0] is not None:
+                dim = self._models[-1].dim if self._models else 0
+                payload = ShardedGradient(self._ray, j.parts, sq, dim)
+            elif sq is not None:
                 payload = Gradient(payload, sq)
             unit = self.time_unit_s
             return Arrival(
@@ -357,6 +383,9 @@ class RayPool:
         for a in self._actors:
             with contextlib.suppress(Exception):
                 self._ray.kill(a)
+        for m in self._models:
+            with contextlib.suppress(Exception):
+                m.close()
         self._jobs.clear()
         self._inflight.clear()
         self._put_ref = self._put_x = None
@@ -369,10 +398,16 @@ class RayPool:
         workers of one actor share its handle)."""
         return [self._actors[h] for h in self._host_of]
 
-    def model(self, x0: Vector) -> Vector:
+    def model(self, x0: Vector) -> Any:
         """The initial model to run from: with ``in_place``, a driver-owned float32
         :class:`~clipasync.runtime.inplace.ServerBuffer` that the policy's
         ``x − u`` updates in place; else ``x0`` itself."""
+        if self._shards:
+            model = ShardedModel(
+                self._ray, x0, self._shards, {"num_cpus": 0, **self._options}
+            )
+            self._models.append(model)
+            return model
         return ServerBuffer(x0) if self._in_place else x0
 
     def stream_states(self) -> list[StreamState | None]:
@@ -396,6 +431,7 @@ class RayPool:
             tuple(self._streams[w] for w in workers),
             self._origin,
             self._in_place,
+            self._shards,
         )
 
     def _await_ready(self, timeout_s: float) -> None:
@@ -440,6 +476,8 @@ class RayPool:
     def _model_ref(self, x: Vector | None, version: int) -> Any:
         # One object per model version, shared by all the jobs dispatched at it. The
         # identity check guards against a policy that changes x without a new version.
+        if isinstance(x, ShardedModel):
+            return tuple(x.refs)  # the shards' slices of this version
         key = (version, id(x))
         if self._put_key != key or self._put_x is not x:
             # A plain view: workers get an ordinary array, never the server buffer.
@@ -450,8 +488,16 @@ class RayPool:
     def _dispatch(self, job: _Job) -> None:
         h = self._host_of[job.worker]
         local = job.worker - self._hosts[h][0]
-        run = self._actors[h].run.options(concurrency_group=_group(local))
-        job.ref = run.remote(job.x_ref, job.job, job.worker)
+        parts = job.x_ref if isinstance(job.x_ref, tuple) else (job.x_ref,)
+        if self._shards:
+            run = self._actors[h].run.options(
+                concurrency_group=_group(local), num_returns=self._shards + 1
+            )
+            job.ref, *rest = run.remote(job.job, job.worker, *parts)
+            job.parts = tuple(rest)
+        else:
+            run = self._actors[h].run.options(concurrency_group=_group(local))
+            job.ref = run.remote(job.job, job.worker, *parts)
         self._inflight[job.ref] = job.job
 
     def _keep_streams(self, worker: int, job: int, streams: StreamState | None) -> None:
