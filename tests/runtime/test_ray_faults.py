@@ -133,6 +133,17 @@ def test_an_actor_that_never_stops_dying_at_start_up_is_reported(tmp_path):
         RayPool(AlwaysDies(), num_workers=1, max_consecutive_failures=1)
 
 
+def test_a_task_that_raises_while_building_is_reported_not_retried():
+    @dataclass(frozen=True)
+    class Broken:
+        def __call__(self) -> Any:
+            raise ModuleNotFoundError("No module named 'my_models'")
+
+    pool_failed = pytest.raises(WorkerFailed, match="No module named 'my_models'")
+    with pool_failed:
+        RayPool(Broken(), num_workers=2)
+
+
 def test_start_up_is_bounded(tmp_path):
     with pytest.raises(WorkerFailed, match="not ready after"):
         RayPool(

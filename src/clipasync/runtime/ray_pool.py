@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -352,7 +353,10 @@ class RayPool:
             job = self._inflight.pop(ref)
             try:
                 payload, got, seconds, streams, status, sq = ray.get(ref)
-            except RayActorError:
+            except RayActorError as exc:
+                j = self._jobs.get(job)
+                if j is not None:
+                    self._check_init(exc, self._host_of[j.worker])
                 self._on_actor_death(job)
                 continue
             if got != job:
@@ -455,9 +459,25 @@ class RayPool:
             h = pending.pop(ready[0])
             try:
                 ray.get(ready[0])
-            except (RayActorError, GetTimeoutError):
+            except (RayActorError, GetTimeoutError) as exc:
+                self._check_init(exc, h)
                 self._replace(h)
                 pending[self._actors[h].ready.remote()] = h
+
+    def _check_init(self, exc: BaseException, host: int) -> None:
+        # An exception raised while building the task (a bug, a missing module) is
+        # not a death: a fresh actor would raise it again. Report it, once.
+        if not getattr(exc, "actor_init_failed", False):
+            return
+        lines = [
+            re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()
+        ]
+        cause = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception):", ln)]
+        self.close()
+        raise WorkerFailed(
+            f"building the task of workers {list(self._hosts[host])} failed in the "
+            f"actor: {cause[-1] if cause else lines[0]}"
+        )
 
     def _replace(self, host: int) -> None:
         self.failures += 1
