@@ -153,6 +153,7 @@ def execute_on_ray(
         seed=spec.seed,
         address=address,
         streams=streams,
+        in_place=True,  # bit-identical to the pure path (clipasync.runtime.inplace)
     )
     stop = build_stop(spec.stop)  # in time units, as the pool's clock
     recorder = Recorder(keep_arrivals=True)
@@ -161,7 +162,7 @@ def execute_on_ray(
         result = run_resumable(
             policy,
             pool,
-            problem.initial_point(),
+            pool.model(problem.initial_point()),
             stop=stop,
             rng=stream(spec.seed, Stream.POLICY),
             evaluate=problem.evaluate,

@@ -12,7 +12,7 @@ the *same* policy code runs unchanged on two duck arrays (numpy's
   :func:`~clipasync.transforms.clipping.grad_norm`), so the policy's norm costs no
   pass; multiplying it by a scalar only records the scalar (``clip``, ``scale``,
   ``scale_by_delay`` are such multiplications).
-* :class:`ServerBuffer` — the driver-owned float32 model. ``x − u`` with ``u`` a
+* :class:`ServerBuffer` — the driver-owned model (float32 at model scale). ``x − u`` with ``u`` a
   (scaled) :class:`Gradient` is applied *in place*, chunk by chunk: per chunk of
   ``CHUNK`` entries the recorded multiplications are replayed into a cache-resident
   scratch array with the same ufuncs, operand types and order as the pure path,
@@ -46,14 +46,18 @@ _SCALAR = (int, float, np.floating, np.integer)
 class ServerBuffer(np.ndarray):
     """The driver-owned model vector; ``x − Gradient`` updates it in place.
 
-    Only the buffer made here is updated in place (``owned``); arrays derived from it
+    Its dtype is ``x0``'s when floating (float32 for a model, float64 stays float64,
+    so the iterates are those of the pure path), else float32. Only the buffer made
+    here is updated in place (``owned``); arrays derived from it
     (``np.zeros_like``, views, copies) are ordinary.
     """
 
     owned: bool
 
     def __new__(cls, x0: Vector) -> ServerBuffer:
-        obj = np.array(x0, dtype=np.float32, copy=True).view(cls)
+        x = np.asarray(x0)
+        dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float32
+        obj = np.array(x, dtype=dtype, copy=True).view(cls)
         obj.owned = True
         return obj
 
