@@ -12,8 +12,9 @@ the *same* policy code runs unchanged on two duck arrays (numpy's
   :func:`~clipasync.transforms.clipping.grad_norm`), so the policy's norm costs no
   pass; multiplying it by a scalar only records the scalar (``clip``, ``scale``,
   ``scale_by_delay`` are such multiplications).
-* :class:`ServerBuffer` — the driver-owned model (float32 at model scale). ``x − u`` with ``u`` a
-  (scaled) :class:`Gradient` is applied *in place*, chunk by chunk: per chunk of
+* :class:`ServerBuffer` — the driver-owned model (float32 at model scale).
+  ``x − u`` with ``u`` a (scaled) :class:`Gradient` is applied *in place*, chunk by
+  chunk: per chunk of
   ``CHUNK`` entries the recorded multiplications are replayed into a cache-resident
   scratch array with the same ufuncs, operand types and order as the pure path,
   then subtracted from the model's chunk. Elementwise IEEE operations give the same
