@@ -75,6 +75,7 @@ def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
         assert r["version"] > 0
     report = (out / "report.md").read_text()
     assert "Sim-to-real check" in report
+    assert "| start-up (s) |" in report  # the report states the start-up time
 
     # A driver killed mid-run: its summary is missing but its checkpoint is there.
     victim = out / "runs" / runs[0]["run_id"]

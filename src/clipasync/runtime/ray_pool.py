@@ -1,42 +1,39 @@
 """A ``WorkerPool`` of Ray actors: real processes, locally or across a cluster.
 
 The policy stays in the driver (the server of Erickson & Johansson 2026, arXiv
-2606.13287, Algorithms 1–2); each worker is a Ray actor that holds
-its task (problem and data shard, built inside the actor from a small picklable
-factory) and its own oracle and timing streams, and answers ``run(x, job)`` with
-``(payload, job, measured compute time, stream state)``.
+2606.13287, Algorithms 1–2); each worker lives in a Ray actor
+(:mod:`clipasync.runtime.ray_actor`) that builds its task from a small picklable
+factory and keeps the worker's own oracle and timing streams. Time is in *time
+units* of ``time_unit_s`` seconds throughout (clock, arrivals, compute times), as
+on the command line.
 
 Hot-path choices, each measured on a 2-core machine:
 
-* one ``ray.put`` per model version, shared by every job dispatched at it (the last
-  ``ObjectRef`` is cached by version); the payload is a numpy array, which crosses
-  process boundaries without a copy (torch tensors are copied on every hop);
+* one ``ray.put`` per model version, shared by every job dispatched at it; the
+  payload is a numpy array, which crosses process boundaries without a copy;
 * results come back through ``ray.wait(list(inflight), num_returns=1)`` and a
   ref → job map; list order is never trusted, and every result carries its job id;
-* an actor processes ``run`` calls one at a time in submission order (FIFO per
-  worker), and ``compute_time`` is measured inside the actor, so it excludes queueing.
-  A second, one-thread concurrency group serves ``cancel``: it ends a job's injected
-  sleep early, and a cancelled job never calls the oracle (as in the simulator).
+* at model scale, ``in_place=True`` (:mod:`clipasync.runtime.inplace`) or
+  ``shards=K`` (:mod:`clipasync.runtime.shards`): workers send ‖g‖² and the update
+  makes no model-sized temporary, with the pure path's iterates.
 
-Faults: a result that raises ``RayActorError`` (the actor was killed or its process
-crashed) is counted in :attr:`RayPool.failures`; the worker gets a fresh actor that
-continues the dead one's streams from its last finished job, and every job the dead
-actor still held is resubmitted, in order, at its own model and version, so the
-policy never notices. After ``max_consecutive_failures`` deaths of one worker with no
-success in between, :class:`~clipasync.errors.WorkerFailed` is raised.
+Start-up: every actor is created at once and all are awaited under one bound
+(``ready_timeout_s``; :attr:`RayPool.startup_s` records the time); by default the
+workers are packed into at most as many actor processes as the cluster has CPUs.
 
-Ray is imported lazily (:func:`~clipasync.runtime.ray_session.import_ray`), with an
-install hint when it is missing; :func:`start_ray` (re-exported here) starts or joins
-it.
+Faults: an actor that dies — while it starts or mid-job — is counted in
+:attr:`RayPool.failures` and replaced by a fresh actor that continues its workers'
+streams from their last finished jobs; every job it still held is resubmitted, in
+order, at its own model and version, so the policy never notices. After
+``max_consecutive_failures`` deaths with no success in between, or when the task
+raises while it is built, :class:`~clipasync.errors.WorkerFailed` is raised.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,105 +43,19 @@ import numpy as np
 
 from clipasync.errors import ConfigError, SimulationExhausted, WorkerFailed
 from clipasync.runtime._oracle import (
-    OracleWorker,
     StreamState,
     TaskFactory,
     check_worker,
     pool_size,
 )
 from clipasync.runtime.inplace import Gradient, ServerBuffer
+from clipasync.runtime.ray_actor import CONTROL, group, remote_class
 from clipasync.runtime.ray_session import import_ray, start_ray
-from clipasync.runtime.shards import ShardedGradient, ShardedModel, split
+from clipasync.runtime.shards import ShardedGradient, ShardedModel
 from clipasync.timing import ComputeTimeModel
 from clipasync.types import Arrival, Seed, Vector
 
 __all__ = ["RayPool", "import_ray", "start_ray"]
-
-_CONTROL = "control"  # concurrency group of ``cancel``: runs while ``run`` sleeps
-
-
-class _Slot:
-    """One worker inside an actor: its oracle and its running / cancelled jobs."""
-
-    def __init__(self, oracle: OracleWorker) -> None:
-        self.oracle = oracle
-        self.running: tuple[int, threading.Event] | None = None
-        self.last_started = -1
-        self.cancelled: set[int] = set()  # cancelled before they started
-
-
-class _RayOracle:
-    """The actor behind one or more workers (wrapped with ``ray.remote`` at first
-    use); each worker's jobs run in its own one-thread concurrency group, in
-    submission order, so workers of one actor overlap like separate actors."""
-
-    def __init__(
-        self,
-        factory: TaskFactory,
-        workers: tuple[int, ...],
-        seed: Seed,
-        timing: ComputeTimeModel | None,
-        time_unit_s: float,
-        streams: tuple[StreamState | None, ...],
-        origin: float,
-        norms: bool = False,
-        shards: int = 0,
-    ) -> None:
-        self._norms = norms or shards > 0  # send ‖g‖² with each float payload
-        self._shards = shards  # > 0: return the payload as this many slices
-        self._slots = {
-            w: _Slot(OracleWorker(factory(), w, seed, timing, st))
-            for w, st in zip(workers, streams, strict=True)
-        }
-        self._unit = time_unit_s
-        self._origin = origin  # wall-clock (epoch) start of the pool
-        self._lock = threading.Lock()
-
-    def ready(self) -> int:
-        return os.getpid()
-
-    def cancel(self, job: int, worker: int) -> None:
-        slot = self._slots[worker]
-        with self._lock:
-            if slot.running is not None and slot.running[0] == job:
-                slot.running[1].set()
-            elif job > slot.last_started:
-                slot.cancelled.add(job)
-
-    def run(self, job: int, worker: int, *parts: Vector | None) -> Any:
-        """Return ``(payload, job, seconds on this job, streams, status, ‖payload‖²
-        or None)``; with shards, that tuple (payload ``None``) and then the
-        payload's slices, one object each. ``parts`` are the model's slices."""
-        x = parts[0] if len(parts) == 1 else np.concatenate(parts)  # type: ignore[arg-type]
-        out = self._run(x, job, worker)
-        if not self._shards:
-            return out
-        g = out[0]
-        pieces = split(g, self._shards) if g is not None else [None] * self._shards
-        return ((None, *out[1:]), *pieces)
-
-    def _run(
-        self, x: Vector | None, job: int, worker: int
-    ) -> tuple[Any, int, float, Any, str, Any]:
-        slot = self._slots[worker]
-        event = threading.Event()
-        with self._lock:
-            slot.last_started = job
-            if job in slot.cancelled:
-                slot.cancelled.discard(job)
-                return None, job, 0.0, None, "cancelled", None
-            slot.running = (job, event)
-        try:
-            now = (time.time() - self._origin) / self._unit
-            out = slot.oracle.run_job(x, now, event, self._unit)
-        finally:
-            with self._lock:
-                slot.running = None
-        streams = None if out.status == "exhausted" else slot.oracle.streams()
-        sq = None
-        if self._norms and isinstance(out.payload, np.ndarray):
-            sq = np.dot(out.payload, out.payload)  # grad_norm's own expression
-        return out.payload, job, out.seconds, streams, out.status, sq
 
 
 @dataclass(slots=True)
@@ -156,21 +67,6 @@ class _Job:
     generation: int
     ref: Any = None
     parts: tuple[Any, ...] = ()  # with shards: the refs of the payload's slices
-
-
-_actor_classes: dict[int, Any] = {}
-
-
-def _remote_class(ray: Any, size: int) -> Any:
-    """The actor class for ``size`` workers: one one-thread group per worker."""
-    if size not in _actor_classes:
-        groups = {_CONTROL: 1, **{_group(i): 1 for i in range(size)}}
-        _actor_classes[size] = ray.remote(concurrency_groups=groups)(_RayOracle)
-    return _actor_classes[size]
-
-
-def _group(local: int) -> str:
-    return f"w{local}"
 
 
 class RayPool:
@@ -341,7 +237,7 @@ class RayPool:
             return
         self._cancelled[job] = j.worker
         actor = self._actors[self._host_of[j.worker]]
-        actor.cancel.options(concurrency_group=_CONTROL).remote(job, j.worker)
+        actor.cancel.options(concurrency_group=CONTROL).remote(job, j.worker)
 
     def next_arrival(self) -> Arrival:
         ray = self._ray
@@ -423,7 +319,7 @@ class RayPool:
 
     def _new_actor(self, host: int) -> Any:
         workers = self._hosts[host]
-        cls = _remote_class(self._ray, len(workers)).options(
+        cls = remote_class(self._ray, len(workers)).options(
             num_cpus=self._num_cpus * len(workers), **self._options
         )
         return cls.remote(
@@ -511,12 +407,12 @@ class RayPool:
         parts = job.x_ref if isinstance(job.x_ref, tuple) else (job.x_ref,)
         if self._shards:
             run = self._actors[h].run.options(
-                concurrency_group=_group(local), num_returns=self._shards + 1
+                concurrency_group=group(local), num_returns=self._shards + 1
             )
             job.ref, *rest = run.remote(job.job, job.worker, *parts)
             job.parts = tuple(rest)
         else:
-            run = self._actors[h].run.options(concurrency_group=_group(local))
+            run = self._actors[h].run.options(concurrency_group=group(local))
             job.ref = run.remote(job.job, job.worker, *parts)
         self._inflight[job.ref] = job.job
 
