@@ -119,12 +119,15 @@ def use_cluster_token(auth_token_path: str | os.PathLike[str] | None = None) -> 
         os.environ.get("RAY_AUTH_TOKEN") or _token_file(None) is not None
     ):
         os.environ["RAY_AUTH_MODE"] = "token"
-    on = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    _refresh_ray_config()
+    return os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+
+
+def _refresh_ray_config() -> None:
     if "ray" in sys.modules:  # Ray caches its config: refresh it (as ray.init does)
         from ray._raylet import Config  # type: ignore[attr-defined]
 
         Config.initialize("")
-    return on
 
 
 def check_cluster(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
