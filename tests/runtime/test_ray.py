@@ -153,7 +153,7 @@ def _simulate_f32(timing: TraceTimes, seed: int) -> Any:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "server", [{"in_place": True}, {"shards": 2}], ids=["in_place", "2_shards"]
+    "server", [{"in_place": True}, {"shards": 3}], ids=["in_place", "3_shards"]
 )
 def test_in_place_and_sharded_servers_match_the_simulator_bit_for_bit(server):
     timing, seed = scripted_trace(

@@ -78,15 +78,17 @@ class _RayOracle:
 
     def run(self, job: int, worker: int, *parts: Vector | None) -> Any:
         """Return ``(payload, job, seconds on this job, streams, status, ‖payload‖²
-        or None)``; with shards, that tuple (payload ``None``) and then the
-        payload's slices, one object each. ``parts`` are the model's slices."""
+        or None)``; with shards, that tuple (its payload replaced by the payload's
+        length, ``None`` for no payload) and then the payload's slices, one object
+        each. ``parts`` are the model's slices."""
         x = parts[0] if len(parts) == 1 else np.concatenate(parts)  # type: ignore[arg-type]
         out = self._run(x, job, worker)
         if not self._shards:
             return out
         g = out[0]
         pieces = split(g, self._shards) if g is not None else [None] * self._shards
-        return ((None, *out[1:]), *pieces)
+        size = None if g is None else int(g.shape[0])  # the payload's stand-in
+        return ((size, *out[1:]), *pieces)
 
     def _run(
         self, x: Vector | None, job: int, worker: int

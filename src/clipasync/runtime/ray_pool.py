@@ -268,9 +268,9 @@ class RayPool:
             if status == "exhausted":
                 continue
             self._consecutive[self._host_of[j.worker]] = 0
-            if self._shards and j.parts and j.parts[0] is not None:
-                dim = self._models[-1].dim if self._models else 0
-                payload = ShardedGradient(self._ray, j.parts, sq, dim)
+            if self._shards:  # payload: the gradient's length (None: no gradient)
+                if payload is not None:
+                    payload = ShardedGradient(self._ray, j.parts, sq, int(payload))
             elif sq is not None:
                 payload = Gradient(payload, sq)
             unit = self.time_unit_s
