@@ -186,3 +186,33 @@ def test_in_place_and_sharded_servers_match_the_simulator_bit_for_bit(server):
     assert 0 < a["clipped"].sum() < len(a["clipped"])  # both branches of the clip
     np.testing.assert_array_equal(a["pre_clip_norm"], b["pre_clip_norm"])
     assert np.asarray(got.params).tobytes() == sim.params.tobytes()
+
+
+def test_a_reset_pool_runs_as_a_fresh_one_without_new_processes():
+    def once(pool: RayPool) -> Any:
+        return run(
+            AsyncSGD(chain(clip_by_norm(1.0), scale(0.5))),
+            pool,
+            np.zeros(8),
+            stop=StopRule(max_updates=10),
+            rng=np.random.default_rng(0),
+        )
+
+    one = FixedTimes((1.0,))  # one worker: the order of arrivals is fixed
+    fresh = RayPool(TASK, timing=one, time_unit_s=UNIT_S, seed=5)
+    try:
+        want = once(fresh)
+    finally:
+        fresh.close()
+    pool = RayPool(TASK, timing=one, time_unit_s=UNIT_S, seed=1)
+    try:
+        pids = ray.get([a.ready.remote() for a in pool.actors])
+        first = once(pool)  # leaves a job in flight: the reset drains it
+        pool.reset(TASK, timing=one, seed=5)
+        assert ray.get([a.ready.remote() for a in pool.actors]) == pids
+        got = once(pool)
+    finally:
+        pool.close()
+    assert not np.array_equal(first.params, want.params)  # seed 1 differs
+    np.testing.assert_array_equal(got.params, want.params)
+    assert got.recorder.arrival_arrays()["job"].tolist() == list(range(10))

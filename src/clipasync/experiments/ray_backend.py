@@ -12,10 +12,12 @@ only the pool changes, from :class:`~clipasync.sim.SimulatedPool` (virtual clock
   records and every time field of the summary (``final.time`` included) read in
   time units on both backends; the wall-clock seconds are separate fields
   (``wall_clock_time``, ``wall_time``, ``startup_s``; see :data:`TIME_FIELDS`).
-* Runs execute one after another (each one already uses every worker of the cluster);
-  each finished run is written atomically like a simulated run, so a rerun skips
-  finished runs. A ``protocol`` block runs its stages (tune, refine, eval) as on the
-  simulator (:mod:`clipasync.experiments.protocol`).
+* Runs execute one after another (each one already uses every worker of the
+  cluster) and share their actors: a run resets the previous run's pool of the same
+  size (new task, seed and streams) instead of starting processes; each finished
+  run is written atomically like a simulated run, so a rerun skips finished runs.
+  A ``protocol`` block runs its stages (tune, refine, eval) as on the simulator
+  (:mod:`clipasync.experiments.protocol`).
 * Each run checkpoints its driver every ``checkpoint_every`` updates to
   ``checkpoints/<run_id>/``; :func:`resume_experiment` (``clipasync resume DIR``)
   continues every unfinished run from its checkpoint, or from scratch if it has none.
@@ -128,8 +130,13 @@ def execute_on_ray(
     checkpoint_every: int = 200,
     resume: bool = False,
     address: str | None = None,
+    pools: dict[int, RayPool] | None = None,
 ) -> RunOutcome:
     """Run one spec on a Ray pool (checkpointed, resumable) and summarise it.
+
+    ``pools`` (worker count → pool) lends the actors of earlier runs: a run with
+    as many workers resets that pool instead of starting processes, and leaves it
+    open (the caller closes them); ``None``: a fresh pool, closed after the run.
 
     Raises:
         ConfigError: For an ``availability`` block (client dropout and open systems
@@ -145,16 +152,24 @@ def execute_on_ray(
     policy = build_policy(spec.policy, spec.params)
     ckpt_dir = out_dir / CHECKPOINTS_DIR / spec.run_id
     streams = checkpoint_streams(ckpt_dir) if resume else None
-    pool = RayPool(
-        ConfiguredTask(spec.problem, spec.policy, spec.params),
-        timing.num_workers,
-        timing=timing if inject_delays else None,
-        time_unit_s=time_unit_s,
-        seed=spec.seed,
-        address=address,
-        streams=streams,
-        in_place=True,  # bit-identical to the pure path (clipasync.runtime.inplace)
-    )
+    task = ConfiguredTask(spec.problem, spec.policy, spec.params)
+    injected = timing if inject_delays else None
+    pool = None if pools is None else pools.get(timing.num_workers)
+    if pool is not None:  # the actors of an earlier run: no new processes
+        pool.reset(task, timing=injected, seed=spec.seed, streams=streams)
+    else:
+        pool = RayPool(
+            task,
+            timing.num_workers,
+            timing=injected,
+            time_unit_s=time_unit_s,
+            seed=spec.seed,
+            address=address,
+            streams=streams,
+            in_place=True,  # bit-identical to the pure path (runtime.inplace)
+        )
+        if pools is not None:
+            pools[timing.num_workers] = pool
     stop = build_stop(spec.stop)  # in time units, as the pool's clock
     recorder = Recorder(keep_arrivals=True)
     t0 = time.perf_counter()
@@ -175,7 +190,8 @@ def execute_on_ray(
         )
         failures = int(getattr(pool, "failures", 0))
     finally:
-        pool.close()
+        if pools is None:
+            pool.close()
     outcome = _add_wall_clock(
         summarise(spec, result, recorder, time.perf_counter() - t0),
         time_unit_s,
@@ -243,6 +259,8 @@ def run_experiment_on_ray(
         },
     )
 
+    pools: dict[int, RayPool] = {}  # the runs share their actors (start-up once)
+
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         for spec in specs:
             if load_summary(runs_dir / spec.run_id) is not None:
@@ -255,14 +273,19 @@ def run_experiment_on_ray(
                 checkpoint_every=checkpoint_every,
                 resume=resume,
                 address=address,
+                pools=pools,
             )
             run_dir = save_run(outcome, runs_dir, spec.record_arrivals)
             _save_weights(spec, outcome, run_dir)
 
-    if config.protocol is None:
-        run_stage(None, specs)
-    else:
-        run_protocol(config, out, runs_dir, run_stage)
+    try:
+        if config.protocol is None:
+            run_stage(None, specs)
+        else:
+            run_protocol(config, out, runs_dir, run_stage)
+    finally:
+        for pool in pools.values():
+            pool.close()
     return out
 
 

@@ -55,6 +55,24 @@ class _RayOracle:
         norms: bool = False,
         shards: int = 0,
     ) -> None:
+        self._lock = threading.Lock()
+        self.reset(
+            factory, workers, seed, timing, time_unit_s, streams, origin, norms, shards
+        )
+
+    def reset(
+        self,
+        factory: TaskFactory,
+        workers: tuple[int, ...],
+        seed: Seed,
+        timing: ComputeTimeModel | None,
+        time_unit_s: float,
+        streams: tuple[StreamState | None, ...],
+        origin: float,
+        norms: bool = False,
+        shards: int = 0,
+    ) -> int:
+        """(Re)build the workers for a run (a reused actor: no new process)."""
         self._norms = norms or shards > 0  # send ‖g‖² with each float payload
         self._shards = shards  # > 0: return the payload as this many slices
         self._slots = {
@@ -63,7 +81,7 @@ class _RayOracle:
         }
         self._unit = time_unit_s
         self._origin = origin  # wall-clock (epoch) start of the pool
-        self._lock = threading.Lock()
+        return os.getpid()
 
     def ready(self) -> int:
         return os.getpid()

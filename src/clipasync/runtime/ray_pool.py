@@ -204,10 +204,51 @@ class RayPool:
         self._put_x: Vector | None = None
         self._put_ref: Any = None
         self._origin = time.time()
+        self._ready_timeout = ready_timeout_s
         t0 = time.perf_counter()
         self._actors = [self._new_actor(h) for h in range(len(self._hosts))]
-        self._await_ready(ready_timeout_s)
+        self._await_ready({a.ready.remote(): h for h, a in enumerate(self._actors)})
         #: Wall-clock seconds from creating the actors to all of them being ready.
+        self.startup_s = time.perf_counter() - t0
+        self._t0 = time.perf_counter()
+
+    def reset(
+        self,
+        task_factory: TaskFactory,
+        *,
+        timing: ComputeTimeModel | None = None,
+        seed: Seed = 0,
+        streams: list[StreamState | None] | None = None,
+    ) -> None:
+        """Reuse this pool's actors for a new run: as a fresh pool with these
+        arguments (same workers, time unit and options), without starting processes.
+
+        Jobs still in flight are cancelled and drained first; :attr:`startup_s`
+        becomes the time the actors took to rebuild their tasks.
+        """
+        n = pool_size(self.num_workers, timing, self.time_unit_s, streams)
+        self._drain()
+        for m in self._models:
+            with contextlib.suppress(Exception):
+                m.close()
+        self._models = []
+        self._factory, self._timing, self._seed = task_factory, timing, seed
+        self._streams = [None] * n if streams is None else list(streams)
+        self._streams_job = [-1] * n
+        self._consecutive = [0] * len(self._hosts)
+        self._jobs.clear()
+        self._inflight.clear()
+        self._cancelled.clear()
+        self._next_job = 0
+        self._put_key = self._put_x = self._put_ref = None
+        self._origin = time.time()
+        t0 = time.perf_counter()
+        self._await_ready(
+            {
+                a.reset.remote(*self._actor_args(h)): h
+                for h, a in enumerate(self._actors)
+            }
+        )
         self.startup_s = time.perf_counter() - t0
         self._t0 = time.perf_counter()
 
@@ -317,12 +358,9 @@ class RayPool:
 
     # ---------------------------------------------------------------- internals
 
-    def _new_actor(self, host: int) -> Any:
+    def _actor_args(self, host: int) -> tuple[Any, ...]:
         workers = self._hosts[host]
-        cls = remote_class(self._ray, len(workers)).options(
-            num_cpus=self._num_cpus * len(workers), **self._options
-        )
-        return cls.remote(
+        return (
             self._factory,
             workers,
             self._seed,
@@ -334,14 +372,42 @@ class RayPool:
             self._shards,
         )
 
-    def _await_ready(self, timeout_s: float) -> None:
+    def _new_actor(self, host: int) -> Any:
+        workers = self._hosts[host]
+        cls = remote_class(self._ray, len(workers)).options(
+            num_cpus=self._num_cpus * len(workers), **self._options
+        )
+        return cls.remote(*self._actor_args(host))
+
+    def _drain(self) -> None:
+        # Before a reset: cancel what is still running (ends injected sleeps) and
+        # wait for it; an actor still busy after the bound is replaced.
+        for job in list(self._jobs):
+            self.cancel(job)
+        refs = list(self._inflight)
+        if refs:
+            _, late = self._ray.wait(
+                refs, num_returns=len(refs), timeout=self._ready_timeout
+            )
+            late_hosts = set()
+            for ref in late:
+                w = self._cancelled.get(self._inflight[ref])
+                if w is not None:
+                    late_hosts.add(self._host_of[w])
+            for h in late_hosts:
+                with contextlib.suppress(Exception):
+                    self._ray.kill(self._actors[h])
+                self._generation[h] += 1
+                self._actors[h] = self._new_actor(h)
+
+    def _await_ready(self, pending: dict[Any, int]) -> None:
         # Every actor starts at once (creation is asynchronous); they are awaited
         # together, with one deadline, and one that dies while starting is replaced.
-        from ray.exceptions import GetTimeoutError, RayActorError
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
         ray = self._ray
+        timeout_s = self._ready_timeout
         deadline = time.perf_counter() + timeout_s
-        pending = {a.ready.remote(): h for h, a in enumerate(self._actors)}
         while pending:
             left = deadline - time.perf_counter()
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(left, 0))
@@ -359,11 +425,13 @@ class RayPool:
                 self._check_init(exc, h)
                 self._replace(h)
                 pending[self._actors[h].ready.remote()] = h
+            except RayTaskError as exc:  # a reset whose task raised
+                self._check_init(exc, h, force=True)
 
-    def _check_init(self, exc: BaseException, host: int) -> None:
+    def _check_init(self, exc: BaseException, host: int, force: bool = False) -> None:
         # An exception raised while building the task (a bug, a missing module) is
         # not a death: a fresh actor would raise it again. Report it, once.
-        if not getattr(exc, "actor_init_failed", False):
+        if not (force or getattr(exc, "actor_init_failed", False)):
             return
         lines = [
             re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()
