@@ -23,7 +23,10 @@ from clipasync.runtime.ray_session import (
 @pytest.fixture
 def clean_env(monkeypatch, tmp_path):
     for var in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        monkeypatch.delenv(var, raising=False)
+        # Set, then delete: monkeypatch then restores each variable as it was,
+        # including what the code under test sets (else it leaks into later tests).
+        monkeypatch.setenv(var, "")
+        monkeypatch.delenv(var)
     monkeypatch.setenv("HOME", str(tmp_path))
     # Ray's cached config is not refreshed here: these tests read the variables.
     monkeypatch.setattr(ray_session, "_refresh_ray_config", lambda: None)
