@@ -23,6 +23,10 @@ class WorkerFailed(ClipasyncError):
     """A worker died and could not be replaced."""
 
 
+class ClusterUnreachable(ClipasyncError):
+    """The driver could not join a Ray cluster; the message says what to do."""
+
+
 class HyperparameterError(ConfigError):
     """A hyperparameter out of its range; ``field`` names it (dotted when nested).
 

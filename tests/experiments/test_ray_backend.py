@@ -65,11 +65,17 @@ def test_experiment_runs_on_ray_resumes_and_exports_a_trace(tmp_path):
     assert {r["method"] for r in runs} == {"clipped", "vanilla", "fedbuff"}
     for r in runs:
         assert r["backend"] == "ray" and r["worker_failures"] == 0
-        # Reported in time units: 12 units of 20 ms, not 0.24 s.
+        # Reported in time units: 12 units of 20 ms, not 0.24 s; final.time too
+        # (the last evaluation, every 3 units), and the seconds apart.
         assert 6 <= r["sim_time"] <= 12.5
+        assert 3 <= r["final"]["time"] <= r["sim_time"]
+        assert r["wall_clock_time"] == pytest.approx(r["sim_time"] * 0.02)
+        assert r["time_fields"]["final.time"] == "time units"
+        assert 0 < r["startup_s"] < 60
         assert r["version"] > 0
     report = (out / "report.md").read_text()
     assert "Sim-to-real check" in report
+    assert "| start-up (s) |" in report  # the report states the start-up time
 
     # A driver killed mid-run: its summary is missing but its checkpoint is there.
     victim = out / "runs" / runs[0]["run_id"]

@@ -7,13 +7,17 @@ only the pool changes, from :class:`~clipasync.sim.SimulatedPool` (virtual clock
 * Time. The config's times are in *time units*; on Ray one time unit is
   ``time_unit_s`` seconds. Each job sleeps by the config's compute-time model scaled
   by ``time_unit_s`` on top of its real compute (``inject_delays=False`` turns the
-  sleep off: the real stragglers of the cluster only). ``max_time``, ``eval_every``
-  and the reported times are converted, so reports of both backends read in time
-  units and compare directly.
-* Runs execute one after another (each one already uses every worker of the cluster);
-  each finished run is written atomically like a simulated run, so a rerun skips
-  finished runs. A ``protocol`` block runs its stages (tune, refine, eval) as on the
-  simulator (:mod:`clipasync.experiments.protocol`).
+  sleep off: the real stragglers of the cluster only). The pool's clock is in time
+  units (:class:`RayPool` ``time_unit_s``), so ``max_time``, ``eval_every``, the
+  records and every time field of the summary (``final.time`` included) read in
+  time units on both backends; the wall-clock seconds are separate fields
+  (``wall_clock_time``, ``wall_time``, ``startup_s``; see :data:`TIME_FIELDS`).
+* Runs execute one after another (each one already uses every worker of the
+  cluster) and share their actors: a run resets the previous run's pool of the same
+  size (new task, seed and streams) instead of starting processes; each finished
+  run is written atomically like a simulated run, so a rerun skips finished runs.
+  A ``protocol`` block runs its stages (tune, refine, eval) as on the simulator
+  (:mod:`clipasync.experiments.protocol`).
 * Each run checkpoints its driver every ``checkpoint_every`` updates to
   ``checkpoints/<run_id>/``; :func:`resume_experiment` (``clipasync resume DIR``)
   continues every unfinished run from its checkpoint, or from scratch if it has none.
@@ -31,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from clipasync.checkpoint import save_state_dict
-from clipasync.engine import StopRule, Target
+from clipasync.engine import Target
 from clipasync.errors import ConfigError
 from clipasync.experiments.build import (
     build_policy,
@@ -42,7 +46,7 @@ from clipasync.experiments.build import (
     ray_runtime_env,
 )
 from clipasync.experiments.execute import RunOutcome, summarise
-from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.grid import RunSpec, expand
 from clipasync.experiments.loading import load_config, saved_root
 from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import (
@@ -87,31 +91,42 @@ class ConfiguredTask:
         return build_task(self.policy, self.params, server, problem)
 
 
-def _scaled_stop(stop: StopRule, unit: float) -> StopRule:
-    return dataclasses.replace(
-        stop, max_time=None if stop.max_time is None else stop.max_time * unit
-    )
+#: The unit of every time field of a Ray run's summary (the simulator's read alike:
+#: time units; only the fields named here in seconds are wall-clock seconds).
+TIME_FIELDS = {
+    "sim_time": "time units",
+    "time_to_target": "time units",
+    "first_hit": "time units",
+    "robust_hit": "time units",
+    "censor_time": "time units",
+    "initial.time": "time units",
+    "final.time": "time units",
+    "updates_per_time": "updates per time unit",
+    "time_unit_s": "seconds per time unit",
+    "wall_clock_time": "seconds (sim_time x time_unit_s: the run's own clock)",
+    "wall_time": "seconds (the driver loop: evaluations and checkpoints included)",
+    "startup_s": "seconds (until every actor was ready)",
+}
 
 
-def _to_time_units(outcome: RunOutcome, unit: float) -> RunOutcome:
-    """Convert a Ray run's wall-clock seconds into the config's time units."""
+def _add_wall_clock(outcome: RunOutcome, unit: float, startup_s: float) -> RunOutcome:
+    """Add the wall-clock fields to a Ray run whose records are in time units (the
+    pool's clock is in time units already: :class:`RayPool` ``time_unit_s``)."""
     s = outcome.summary
     s["time_unit_s"] = unit
-    s["wall_clock_time"] = s.get("sim_time")
-    for key in ("time_to_target", "first_hit", "robust_hit", "censor_time", "sim_time"):
-        if s.get(key) is not None:
-            s[key] = float(s[key]) / unit
-    if s.get("sim_time"):
-        s["updates_per_time"] = s["version"] / s["sim_time"]
+    s["wall_clock_time"] = float(s["sim_time"]) * unit
+    s["startup_s"] = startup_s
+    s["time_fields"] = dict(TIME_FIELDS)
     arrivals = dict(outcome.arrivals)
-    arrivals["wall_time"] = arrivals["time"]
-    arrivals["time"] = arrivals["time"] / unit
-    arrivals["compute_time"] = arrivals["compute_time"] / unit
-    evals = [{**e, "time": e["time"] / unit} for e in outcome.evals]
-    cancels = dict(outcome.cancellations)
-    if "time" in cancels:
-        cancels["time"] = cancels["time"] / unit
-    return RunOutcome(s, arrivals, evals, outcome.params, cancels)
+    arrivals["wall_time"] = arrivals["time"] * unit
+    return RunOutcome(
+        s,
+        arrivals,
+        outcome.evals,
+        outcome.params,
+        outcome.cancellations,
+        outcome.evaluated,
+    )
 
 
 def execute_on_ray(
@@ -123,8 +138,13 @@ def execute_on_ray(
     checkpoint_every: int = 200,
     resume: bool = False,
     address: str | None = None,
+    pools: dict[int, RayPool] | None = None,
 ) -> RunOutcome:
     """Run one spec on a Ray pool (checkpointed, resumable) and summarise it.
+
+    ``pools`` (worker count → pool) lends the actors of earlier runs: a run with
+    as many workers resets that pool instead of starting processes, and leaves it
+    open (the caller closes them); ``None``: a fresh pool, closed after the run.
 
     Raises:
         ConfigError: For an ``availability`` block (client dropout and open systems
@@ -140,29 +160,36 @@ def execute_on_ray(
     policy = build_policy(spec.policy, spec.params)
     ckpt_dir = out_dir / CHECKPOINTS_DIR / spec.run_id
     streams = checkpoint_streams(ckpt_dir) if resume else None
-    pool = RayPool(
-        ConfiguredTask(spec.problem, spec.policy, spec.params),
-        timing.num_workers,
-        timing=timing if inject_delays else None,
-        time_unit_s=time_unit_s,
-        seed=spec.seed,
-        address=address,
-        streams=streams,
-    )
-    stop = _scaled_stop(build_stop(spec.stop), time_unit_s)
+    task = ConfiguredTask(spec.problem, spec.policy, spec.params)
+    injected = timing if inject_delays else None
+    pool = None if pools is None else pools.get(timing.num_workers)
+    if pool is not None:  # the actors of an earlier run: no new processes
+        pool.reset(task, timing=injected, seed=spec.seed, streams=streams)
+    else:
+        pool = RayPool(
+            task,
+            timing.num_workers,
+            timing=injected,
+            time_unit_s=time_unit_s,
+            seed=spec.seed,
+            address=address,
+            streams=streams,
+            in_place=True,  # bit-identical to the pure path (runtime.inplace)
+        )
+        if pools is not None:
+            pools[timing.num_workers] = pool
+    stop = build_stop(spec.stop)  # in time units, as the pool's clock
     recorder = Recorder(keep_arrivals=True)
     t0 = time.perf_counter()
     try:
         result = run_resumable(
             policy,
             pool,
-            problem.initial_point(),
+            pool.model(problem.initial_point()),
             stop=stop,
             rng=stream(spec.seed, Stream.POLICY),
             evaluate=problem.evaluate,
-            eval_every=None
-            if spec.eval_every is None
-            else spec.eval_every * time_unit_s,
+            eval_every=spec.eval_every,
             checkpoint_dir=ckpt_dir,
             checkpoint_every=checkpoint_every,
             resume=resume and streams is not None,
@@ -171,9 +198,12 @@ def execute_on_ray(
         )
         failures = int(getattr(pool, "failures", 0))
     finally:
-        pool.close()
-    outcome = _to_time_units(
-        summarise(spec, result, recorder, time.perf_counter() - t0), time_unit_s
+        if pools is None:
+            pool.close()
+    outcome = _add_wall_clock(
+        summarise(spec, result, recorder, time.perf_counter() - t0),
+        time_unit_s,
+        pool.startup_s,
     )
     outcome.summary["backend"] = "ray"
     outcome.summary["worker_failures"] = failures
@@ -218,6 +248,10 @@ def run_experiment_on_ray(
             rebuild the same config (default: taken from an earlier call).
     """
     out = Path(out_dir)
+    # Join (or start) Ray first: a cluster that cannot be joined fails in seconds,
+    # with one line, before anything is written into ``out``.
+    problems = [s.problem for s in expand(config)]
+    start_ray(address, num_cpus, ray_runtime_env(problems, out, address))
     runs_dir, specs = prepare_out_dir(config, out)
     if source is not None:
         write_text_atomic(out / SOURCE_FILE, source[0])
@@ -233,11 +267,8 @@ def run_experiment_on_ray(
             "checkpoint_every": checkpoint_every,
         },
     )
-    start_ray(
-        address,
-        num_cpus,
-        runtime_env=ray_runtime_env([s.problem for s in specs], out, address),
-    )
+
+    pools: dict[int, RayPool] = {}  # the runs share their actors (start-up once)
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         for spec in specs:
@@ -251,14 +282,19 @@ def run_experiment_on_ray(
                 checkpoint_every=checkpoint_every,
                 resume=resume,
                 address=address,
+                pools=pools,
             )
             run_dir = save_run(outcome, runs_dir, spec.record_arrivals)
             _save_weights(spec, outcome, run_dir)
 
-    if config.protocol is None:
-        run_stage(None, specs)
-    else:
-        run_protocol(config, out, runs_dir, run_stage)
+    try:
+        if config.protocol is None:
+            run_stage(None, specs)
+        else:
+            run_protocol(config, out, runs_dir, run_stage)
+    finally:
+        for pool in pools.values():
+            pool.close()
     return out
 
 
@@ -317,7 +353,7 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
         raise ConfigError(f"{run} is not a finished run with {ARRIVALS_FILE}")
     columns = read_columns(arrivals)
     trace_path = Path(out) if out is not None else run / "trace.csv"
-    # Times in the records are already in time units (see _to_time_units).
+    # Times in the records are already in time units (RayPool time_unit_s).
     write_trace(columns, trace_path, 1.0)
     spec_timing = build_timing(summary["timing"])
     policy = build_policy(
@@ -343,14 +379,18 @@ def sim_to_real_section(out_dir: str | Path) -> str:
     out = Path(out_dir)
     rows = []
     for run in sorted((out / RUNS_DIR).iterdir()):
-        if load_summary(run) is None or arrivals_path(run) is None:
+        summary = load_summary(run)
+        if summary is None or arrivals_path(run) is None:
             continue
         d = export_trace(run)
         q = d["delay_quantiles_sim_vs_measured"]
+        startup = summary.get("startup_s")
+        start = "—" if startup is None else f"{float(startup):.1f}"
         rows.append(
             f"| {d['run_id']} | {d['measured_rate']:.3g} | {d['simulated_rate']:.3g} "
             f"| {d['rate_ratio']:.2f} | {q['p50'][1]:.0f} / {q['p50'][0]:.0f} "
-            f"| {q['p90'][1]:.0f} / {q['p90'][0]:.0f} | {d['delay_wasserstein']:.2f} |"
+            f"| {q['p90'][1]:.0f} / {q['p90'][0]:.0f} | {d['delay_wasserstein']:.2f} "
+            f"| {start} |"
         )
     head = [
         "## Sim-to-real check",
@@ -359,10 +399,12 @@ def sim_to_real_section(out_dir: str | Path) -> str:
         "the simulator's prediction for the same timing model and policy. A rate",
         "ratio below 1 is the runtime's overhead; `clipasync trace RUN` writes the",
         "measured compute times as a trace the simulator replays (`trace.csv`).",
+        "Start-up: wall-clock seconds until every worker actor was ready (not part",
+        "of the run's time).",
         "",
         "| run | measured rate | simulated rate | ratio | delay p50 measured / sim "
-        "| delay p90 measured / sim | delay W1 |",
-        "|---|---|---|---|---|---|---|",
+        "| delay p90 measured / sim | delay W1 | start-up (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     return "\n".join(head + rows) + "\n"
 

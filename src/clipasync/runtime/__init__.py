@@ -2,9 +2,12 @@
 
 - :class:`LocalPool`: threads in this process, wall clock (also the proof that the
   simulator and a real pool share the algorithm layer).
-- :class:`RayPool`: one Ray actor per worker, locally or on a cluster
-  (:func:`start_ray`, :mod:`clipasync.runtime.ray_session`); Ray itself is
-  imported only when a pool or a session starts.
+- :class:`RayPool`: workers in Ray actors, locally or on a cluster
+  (:func:`start_ray`, :mod:`clipasync.runtime.ray_session`: token authentication,
+  fast connection checks, a local Ray that ends with its driver); Ray itself is
+  imported only when a pool or a session starts. At model scale its server updates
+  in place (:mod:`clipasync.runtime.inplace`) or on shard actors
+  (:mod:`clipasync.runtime.shards`), with the pure path's iterates.
 - :class:`EmbeddedServer`: a policy behind ``pull``/``push`` for your own workers.
 - :func:`run_resumable`: :func:`clipasync.engine.run` with atomic checkpoints.
 - :mod:`clipasync.runtime.trace`: measured compute times as a replayable trace, and
