@@ -7,10 +7,17 @@ half-written ``summary.json``. Records are CSV, JSON, YAML or text (never pickle
 ``pandas.read_csv`` loads an arrival table in one line. A destination ending in ``.gz``
 is written gzip-compressed (deterministically: no time stamp or file name in the
 header) and read back transparently by :func:`read_columns` and ``pandas.read_csv``.
+
+Files get the modes the umask allows (``0644`` and ``0755`` under the usual
+``022``), like any file the user writes, although the temporary sibling starts
+private. A results directory is data that others send: reading never inflates a
+file beyond :func:`max_read_bytes` (``CLIPASYNC_MAX_READ_MB``, default 256 MiB),
+and :func:`inside` keeps every path read from it within it.
 """
 
 from __future__ import annotations
 
+import array
 import contextlib
 import csv
 import gzip
@@ -20,6 +27,7 @@ import math
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -30,6 +38,89 @@ from clipasync.errors import ConfigError
 
 #: Prefix of temporary files and directories; readers skip names that start with it.
 TMP_PREFIX = ".tmp-"
+#: Default cap on the bytes read from one file (after decompression), in MiB.
+DEFAULT_MAX_READ_MB = 256
+MAX_READ_ENV = "CLIPASYNC_MAX_READ_MB"
+
+
+def max_read_bytes() -> int:
+    """The cap on the bytes read from one record file (``CLIPASYNC_MAX_READ_MB``)."""
+    text = os.environ.get(MAX_READ_ENV, "")
+    try:
+        mb = float(text) if text else DEFAULT_MAX_READ_MB
+    except ValueError:
+        mb = math.nan
+    if not (math.isfinite(mb) and mb > 0):
+        raise ConfigError(f"{MAX_READ_ENV}={text!r}: must be a number of MiB > 0")
+    return int(mb * (1 << 20))
+
+
+def _too_large(path: Path | str, cap: int) -> ConfigError:
+    return ConfigError(
+        f"{path}: more than {cap >> 20} MiB once read (the limit; set "
+        f"{MAX_READ_ENV} to raise it)"
+    )
+
+
+class _Capped(io.RawIOBase):
+    """A binary reader that fails once more than ``cap`` bytes came through."""
+
+    def __init__(self, inner: IO[bytes], raw: IO[bytes], path: Path, cap: int) -> None:
+        super().__init__()
+        self._inner, self._raw, self._path = inner, raw, path
+        self._cap, self._seen = cap, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        try:
+            data = self._inner.read(min(len(view), 1 << 16))
+        except (OSError, EOFError, zlib.error) as exc:
+            raise ConfigError(f"{self._path}: corrupt or truncated ({exc})") from None
+        self._seen += len(data)
+        if self._seen > self._cap:
+            raise _too_large(self._path, self._cap)
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._inner.close()
+        self._raw.close()
+        super().close()
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (Linux), else set and restored."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def inside(root: str | Path, relative: Any, what: str = "path") -> Path:
+    """``root / relative``, refusing a name that leaves ``root`` (``..``, absolute,
+    a link out) or is not a plain relative string.
+
+    Raises:
+        ConfigError: Naming ``what`` and the bad value.
+    """
+    base = Path(root)
+    bad = ConfigError(f"{base}: {what} {str(relative)[:80]!r} points outside {base}")
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        raise bad
+    if Path(relative).is_absolute():
+        raise bad
+    target = base / relative
+    try:
+        target.resolve().relative_to(base.resolve())
+    except (ValueError, OSError, RuntimeError):
+        raise bad from None
+    return target
 
 
 def _fsync_dir(path: Path) -> None:
@@ -57,6 +148,7 @@ def _atomic_text(dest: Path) -> Iterator[IO[str]]:
     """
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes it 0600
         with os.fdopen(fd, "wb") as raw:
             if _is_gzip(dest):
                 gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
@@ -80,11 +172,17 @@ def _atomic_text(dest: Path) -> Iterator[IO[str]]:
 
 
 def open_text(path: str | Path) -> IO[str]:
-    """Open a file written here for reading as UTF-8 text (``.gz``: decompressed)."""
+    """Open a file written here for reading as UTF-8 text (``.gz``: decompressed).
+
+    At most :func:`max_read_bytes` are read (after decompression); a larger,
+    corrupt or truncated file raises :class:`ConfigError` while it is read.
+    """
     p = Path(path)
-    if _is_gzip(p):
-        return gzip.open(p, "rt", encoding="utf-8", newline="")
-    return open(p, encoding="utf-8", newline="")
+    cap = max_read_bytes()
+    raw: IO[bytes] = open(p, "rb")  # noqa: SIM115 - the returned handle closes it
+    inner: Any = gzip.GzipFile(fileobj=raw, mode="rb") if _is_gzip(p) else raw
+    capped = io.BufferedReader(_Capped(inner, raw, p, cap))
+    return io.TextIOWrapper(capped, encoding="utf-8", newline="")
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -134,9 +232,24 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file written by :func:`write_json_atomic`."""
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """Read a JSON file written by :func:`write_json_atomic`.
+
+    Raises:
+        ConfigError: If it is not UTF-8 JSON, nested absurdly deep, or larger than
+            :func:`max_read_bytes` (``FileNotFoundError`` and ``OSError`` pass).
+    """
+    p = Path(path)
+    cap = max_read_bytes()
+    if p.is_file() and p.stat().st_size > cap:
+        raise _too_large(p, cap)
+    try:
+        with open(p, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        detail = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
+        raise ConfigError(f"{p}: not valid JSON ({detail})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{p}: is a directory, not a JSON file") from None
 
 
 def _cell(value: Any) -> str:
@@ -201,24 +314,34 @@ def read_columns(path: str | Path) -> dict[str, np.ndarray[Any, Any]]:
     Raises:
         ConfigError: Naming the file, line and column of the first bad cell.
     """
-    with open_text(path) as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        rows = list(reader)
-    table = np.empty((len(rows), len(header)), dtype=np.float64)
-    for i, row in enumerate(rows):
-        if len(row) != len(header):
-            raise ConfigError(
-                f"{path}: line {i + 2} has {len(row)} cells, the header {len(header)}"
-            )
-        try:
-            table[i] = [_number(cell) for cell in row]
-        except ValueError:
-            j = next(j for j, c in enumerate(row) if not _is_number(c))
-            raise ConfigError(
-                f"{path}: line {i + 2}, column {header[j]!r}: not a number: {row[j]!r}"
-            ) from None
+    cells = array.array("d")  # streamed: memory ~ 8 bytes per cell, not per row
+    header: list[str] = []
+    try:
+        with open_text(path) as fh:
+            reader = csv.reader(fh)
+            header = next(reader, [])
+            for i, row in enumerate(reader):
+                cells.extend(_row(path, header, i, row))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"{path}: not a CSV record ({exc!s:.80})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a CSV file") from None
+    table = np.frombuffer(cells, dtype=np.float64).reshape(-1, len(header) or 1)
     return {name: table[:, j].copy() for j, name in enumerate(header)}
+
+
+def _row(path: str | Path, header: list[str], i: int, row: list[str]) -> list[float]:
+    if len(row) != len(header):
+        raise ConfigError(
+            f"{path}: line {i + 2} has {len(row)} cells, the header {len(header)}"
+        )
+    try:
+        return [_number(cell) for cell in row]
+    except ValueError:
+        j = next(j for j, c in enumerate(row) if not _is_number(c))
+        raise ConfigError(
+            f"{path}: line {i + 2}, column {header[j]!r}: not a number: {row[j][:40]!r}"
+        ) from None
 
 
 def _is_number(cell: str) -> bool:
@@ -260,6 +383,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + "-", dir=dest.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes it 0700
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
