@@ -43,6 +43,7 @@ from clipasync.experiments.build import (
 from clipasync.experiments.execute import RunOutcome, summarise
 from clipasync.experiments.grid import RunSpec
 from clipasync.experiments.loading import load_config
+from clipasync.experiments.outlock import lock_out_dir
 from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import (
     ARRIVALS_FILE,
@@ -213,7 +214,32 @@ def run_experiment_on_ray(
             from, kept in the directory so that :func:`resume_experiment` can
             rebuild the same config (default: taken from an earlier call).
     """
-    out = Path(out_dir)
+    with lock_out_dir(out_dir) as out:
+        return _run_on_ray_locked(
+            config,
+            out,
+            address=address,
+            time_unit_s=time_unit_s,
+            inject_delays=inject_delays,
+            checkpoint_every=checkpoint_every,
+            num_cpus=num_cpus,
+            resume=resume,
+            source=source,
+        )
+
+
+def _run_on_ray_locked(
+    config: ExperimentConfig,
+    out: Path,
+    *,
+    address: str | None,
+    time_unit_s: float,
+    inject_delays: bool,
+    checkpoint_every: int,
+    num_cpus: int | None,
+    resume: bool,
+    source: tuple[str, list[str], str | None] | None,
+) -> Path:
     runs_dir, specs = prepare_out_dir(config, out)
     if source is not None:
         write_text_atomic(out / SOURCE_FILE, source[0])

@@ -11,8 +11,13 @@ Command line: ``clipasync run experiments/stragglers.yaml``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +26,7 @@ from clipasync.experiments.build import one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
 from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.outlock import lock_out_dir
 from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import load_summary, prepare_out_dir, save_run
 from clipasync.experiments.schema import ExperimentConfig
@@ -70,6 +76,43 @@ def _single_threaded_blas() -> None:
     one_torch_thread()  # torch (imported later, by a problem) gets 1 thread too
 
 
+def _end_with_driver(driver: int) -> None:
+    """Make this worker process exit as soon as the driver ``driver`` is gone.
+
+    A driver killed outright (SIGKILL, an OOM kill) runs no clean-up, and without
+    this its workers would finish the queued runs with no one to read them. Two
+    guards: the kernel's parent-death signal (Linux; the parent is the forkserver,
+    which exits with the driver), and a daemon thread that polls the driver's pid.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(driver, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pid reused by another user's process
+                os._exit(1)
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="driver-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(driver: int) -> None:
+    """Initializer of a worker process: one BLAS thread, ends with its driver."""
+    _end_with_driver(driver)
+    _single_threaded_blas()
+
+
 def _run_specs(
     specs: list[RunSpec],
     runs_dir: Path,
@@ -88,7 +131,10 @@ def _run_specs(
         "forkserver" if "forkserver" in methods else "spawn"
     )
     with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
     ) as pool:
         futures = [
             pool.submit(execute_and_save, s, str(runs_dir), save_final) for s in specs
@@ -127,8 +173,18 @@ def run_experiment(
 
     Returns:
         ``out_dir`` as a path.
+
+    Raises:
+        ConfigError: If another run holds ``out_dir``
+            (:func:`~clipasync.experiments.outlock.lock_out_dir`).
     """
-    out = Path(out_dir)
+    with lock_out_dir(out_dir) as out:
+        return _run_locked(config, out, progress, workers)
+
+
+def _run_locked(
+    config: ExperimentConfig, out: Path, progress: bool, workers: int | None
+) -> Path:
     runs_dir, specs = prepare_out_dir(config, out)
     tail = config.diagnostics.tail_index if config.diagnostics else None
     save_final = tail is not None and "final" in tail.at
