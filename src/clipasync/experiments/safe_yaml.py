@@ -13,12 +13,15 @@ which
 * refuses nesting deeper than :data:`MAX_DEPTH` while it parses, before any
   recursion,
 * refuses a mapping that repeats a key,
+* reads ``1e-3`` and ``1e30`` as numbers (YAML 1.2; PyYAML's YAML 1.1 reads them
+  as text, which a strict schema would then refuse),
 
 each as one :class:`~clipasync.errors.ConfigError` line naming the line number.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import yaml
@@ -127,6 +130,13 @@ class BoundedLoader(yaml.SafeLoader):
                     )
                 keys.add(key)
         return super().construct_mapping(node, deep=deep)
+
+
+#: YAML 1.2 floats without a dot (``1e-3``), which YAML 1.1 leaves as strings.
+_EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+BoundedLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789")
+)
 
 
 def load_yaml(text: str, where: str) -> Any:

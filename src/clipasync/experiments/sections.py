@@ -28,9 +28,30 @@ from clipasync.experiments.fields import (
     as_list,
     nonempty,
 )
+from clipasync.experiments.limits import check_at_most
 from clipasync.problems import PROBLEMS
 from clipasync.problems.noise import NOISES
 from clipasync.sim.availability import make_dropout
+
+
+def check_plain(where: str, values: Any) -> None:
+    """Refuse what a factory keyword can never mean: a non-finite number (``.nan``
+    would become a random seed) and a ``seed`` that is not an integer >= 0.
+
+    Raises:
+        ValueError: Naming the dotted key.
+    """
+    items = values.items() if isinstance(values, dict) else enumerate(values)
+    for key, v in items:
+        at = f"{where}.{key}"
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{at}: must be a finite number (got {v})")
+        if (str(key) == "seed" or str(key).endswith("_seed")) and (
+            isinstance(v, bool) or not isinstance(v, int) or v < 0
+        ):
+            raise ValueError(f"{at}: must be an integer >= 0 (got {v!r})")
+        if isinstance(v, dict | list):
+            check_plain(at, v)
 
 
 def problem_names() -> list[str]:
@@ -52,7 +73,7 @@ class NoiseConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: str
+    kind: Annotated[str, Field(strict=True)]
 
     @field_validator("kind")
     @classmethod
@@ -64,13 +85,18 @@ class NoiseConfig(BaseModel):
             )
         return kind
 
+    @model_validator(mode="after")
+    def _plain_values(self) -> NoiseConfig:
+        check_plain("problem.noise", self.model_extra or {})
+        return self
+
 
 class ProblemConfig(BaseModel):
     """A problem of the registry; extra keys are the factory's keyword arguments."""
 
     model_config = ConfigDict(extra="allow")
 
-    name: str
+    name: Annotated[str, Field(strict=True)]
     noise: NoiseConfig | None = None
 
     @field_validator("name")
@@ -82,6 +108,11 @@ class ProblemConfig(BaseModel):
                 f"unknown problem {name!r}; choose one of: {', '.join(known)}"
             )
         return name
+
+    @model_validator(mode="after")
+    def _plain_values(self) -> ProblemConfig:
+        check_plain("problem", self.model_extra or {})
+        return self
 
     def kwargs(self) -> dict[str, Any]:
         """Return the factory's keyword arguments (every key but name and noise)."""
@@ -208,6 +239,7 @@ def seed_list(value: Any) -> Any:
             raise ValueError(
                 f"seed range {name} must be an integer >= {low} (got {v!r})"
             )
+    check_at_most("seed range count", count, "runs", "seeds")
     return list(range(first, first + count))
 
 
