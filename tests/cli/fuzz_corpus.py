@@ -169,7 +169,9 @@ BAD_OVERRIDES = [
 
 def _bomb(levels: int = 9) -> str:
     lines = ["x0: &x0 [a, a, a, a, a, a, a, a, a]"]
-    lines += [f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, levels)]
+    lines += [
+        f"x{i}: &x{i} [{', '.join([f'*x{i - 1}'] * 9)}]" for i in range(1, levels)
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -238,7 +240,9 @@ BAD_FILES: dict[str, str | bytes] = {
             "problem.dim": list(range(1, 2001)),
         }
     ),
-    "target_true": _with(stop={"max_time": 5, "target": {"metric": "loss", "value": True}}),
+    "target_true": _with(
+        stop={"max_time": 5, "target": {"metric": "loss", "value": True}}
+    ),
     "endless_updates": _with(stop={"max_updates": 10**30}, eval_every=None),
     "endless_time": _with(stop={"max_time": 1e30}, eval_every=None),
     "eval_every_tiny": _with(eval_every=1e-7),
@@ -277,7 +281,9 @@ def config_cases() -> list[Case]:
     cases: list[Case] = []
     for field, values in FIELD_CASES.items():
         for i, value in enumerate(values):
-            cases.append((f"set:{field}#{i}", base, [*run, "--set", f"{field}={value}"]))
+            cases.append(
+                (f"set:{field}#{i}", base, [*run, "--set", f"{field}={value}"])
+            )
     for i, text in enumerate(BAD_OVERRIDES):
         cases.append((f"override#{i}", base, [*run, "--set", text]))
     for name, text in BAD_FILES.items():
