@@ -348,8 +348,8 @@ class TraceTimes:
                         )
                     if not (math.isfinite(t) and t > 0):
                         raise ConfigError(
-                            f"trace {path} line {line}: compute_time must be a "
-                            f"finite number > 0 (got {t})"
+                            f"trace {path} line {line}: compute_time must be "
+                            f"finite and positive (got {t})"
                         )
                     rows.setdefault(w, []).append(t)
         except FileNotFoundError:
