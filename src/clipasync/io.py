@@ -231,6 +231,21 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_text_atomic(path, text + "\n")
 
 
+def read_text(path: str | Path) -> str:
+    """Read a UTF-8 text file of a run directory, at most :func:`max_read_bytes`.
+
+    Raises:
+        ConfigError: If it is larger, not UTF-8, not a file, or unreadable.
+    """
+    p = Path(path)
+    try:
+        with open_text(p) as fh:
+            return fh.read()
+    except (UnicodeDecodeError, OSError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"{p}: cannot read it ({reason})") from None
+
+
 def read_json(path: str | Path) -> Any:
     """Read a JSON file written by :func:`write_json_atomic`.
 

@@ -43,7 +43,7 @@ NOT_AN_INT = ["1.5", "2.0", "1e30"]
 #: Field -> its wrong values (each one a ``--set field=value`` case).
 FIELD_CASES: dict[str, list[str]] = {
     "seeds": [
-        *NOT_A_NUMBER,
+        *(v for v in NOT_A_NUMBER if v != "[1, 2]"),
         "-1",
         "[-1]",
         "[1.5]",

@@ -42,6 +42,13 @@ def guard(fn: Callable[[], T], results: Callable[[], Path | None] | None = None)
             msg = msg[: MAX_MESSAGE - 3] + "..."
         typer.echo(f"error: {msg}", err=True)
         raise typer.Exit(2) from None
+    except MemoryError:
+        typer.echo(
+            "error: out of memory: the input asks for more than this process may "
+            "allocate (a problem size, a grid or a file too large?)",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         where = results() if results is not None else None
         if where is None:

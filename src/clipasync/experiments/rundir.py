@@ -28,9 +28,11 @@ import yaml
 
 from clipasync.experiments.execute import RunOutcome
 from clipasync.experiments.grid import RunSpec, expand
+from clipasync.experiments.records import check_run_ids, check_summary
 from clipasync.experiments.schema import ExperimentConfig
 from clipasync.io import (
     atomic_dir,
+    inside,
     read_json,
     remove_leftovers,
     write_csv_atomic,
@@ -121,13 +123,17 @@ def load_runs(
     Args:
         out_dir: Report directory.
         run_ids: Restrict to these ids (default: ``runs.json`` if present, else all).
+
+    Raises:
+        ConfigError: If ``runs.json`` or a summary is malformed, or names a path
+            outside ``out_dir`` (:mod:`clipasync.experiments.records`).
     """
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
     if run_ids is None:
         index = out / "runs.json"
         if index.is_file():
-            run_ids = [str(r) for r in read_json(index)]
+            run_ids = check_run_ids(read_json(index), index)
         elif runs_dir.is_dir():
             run_ids = sorted(
                 p.name for p in runs_dir.iterdir() if not p.name.startswith(".")
@@ -136,7 +142,7 @@ def load_runs(
             run_ids = []
     out_list = []
     for rid in run_ids:
-        s = load_summary(runs_dir / rid)
-        if s is not None:
-            out_list.append(s)
+        path = inside(out, f"{RUNS_DIR}/{rid}/{SUMMARY_FILE}", "run record")
+        if path.exists() or path.is_symlink():
+            out_list.append(check_summary(read_json(path), path))
     return out_list
