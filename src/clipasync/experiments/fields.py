@@ -5,9 +5,9 @@ numbers, and grid-valued fields (a scalar is a one-point grid; a power grid
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from clipasync.experiments.limits import check_at_most
 
@@ -26,6 +26,25 @@ class Strict(BaseModel):
     values of the wrong type (:data:`STRICT_VALUES`)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, **STRICT_VALUES)
+
+    #: Fields where ``null`` is a value of its own (``refine: null``: no
+    #: refinement); elsewhere ``null`` is refused, not read as the default.
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_null(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if (
+                    value is None
+                    and key in cls.model_fields
+                    and key not in cls.NULLABLE
+                ):
+                    raise ValueError(
+                        f"{key}: null is not a value; give one or leave the key out"
+                    )
+        return data
 
 
 def as_list(value: Any) -> Any:

@@ -16,8 +16,9 @@ each method's configuration on tuning seeds and scores it on fresh evaluation se
 
 from __future__ import annotations
 
+import inspect
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -111,7 +112,16 @@ class ProblemConfig(BaseModel):
 
     @model_validator(mode="after")
     def _plain_values(self) -> ProblemConfig:
-        check_plain("problem", self.model_extra or {})
+        extra = self.model_extra or {}
+        check_plain("problem", extra)
+        params = inspect.signature(PROBLEMS[self.name]).parameters
+        for key, value in extra.items():
+            p = params.get(key)
+            if value is None and p is not None and p.default not in (None, p.empty):
+                raise ValueError(
+                    f"problem.{key}: null is not a value (the default is "
+                    f"{p.default!r}); give one or leave the key out"
+                )
         return self
 
     def kwargs(self) -> dict[str, Any]:
@@ -268,6 +278,8 @@ class ProtocolConfig(Strict):
     ``equal_budget`` every method must have as many coarse grid points as the others.
     ``confidence`` is the level of the report's intervals.
     """
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"refine"})
 
     tuning_seeds: list[Seed]
     eval_seeds: list[Seed]
