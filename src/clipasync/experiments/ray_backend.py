@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clipasync.checkpoint import save_state_dict
+from clipasync.checkpoint import has_checkpoint, load_checkpoint, save_state_dict
 from clipasync.engine import StopRule, Target
 from clipasync.errors import ConfigError
 from clipasync.experiments.build import (
@@ -41,10 +41,12 @@ from clipasync.experiments.build import (
     build_timing,
 )
 from clipasync.experiments.execute import RunOutcome, summarise
-from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.grid import RunSpec, expand
 from clipasync.experiments.loading import load_config
 from clipasync.experiments.outlock import lock_out_dir
 from clipasync.experiments.protocol import run_protocol
+from clipasync.experiments.ray_settings import check_reachable, read_backend_settings
+from clipasync.experiments.records import check_summary
 from clipasync.experiments.rundir import (
     ARRIVALS_FILE,
     RUNS_DIR,
@@ -54,7 +56,7 @@ from clipasync.experiments.rundir import (
     save_run,
 )
 from clipasync.experiments.schema import ExperimentConfig
-from clipasync.io import read_columns, read_json, write_json_atomic, write_text_atomic
+from clipasync.io import inside, read_columns, write_json_atomic, write_text_atomic
 from clipasync.policies.registry import lookup
 from clipasync.recorder import Recorder
 from clipasync.runtime.driver import checkpoint_streams, run_resumable
@@ -240,6 +242,7 @@ def _run_on_ray_locked(
     resume: bool,
     source: tuple[str, list[str], str | None] | None,
 ) -> Path:
+    check_reachable(address)  # bounded: a dead address is one line, not a hang
     runs_dir, specs = prepare_out_dir(config, out)
     if source is not None:
         write_text_atomic(out / SOURCE_FILE, source[0])
@@ -293,7 +296,7 @@ def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
             f"{out} is not a Ray experiment directory (no {BACKEND_FILE}); "
             "a simulated experiment resumes by rerunning `clipasync run` with --out"
         )
-    settings = read_json(settings_path)
+    settings = read_backend_settings(settings_path)
     if not (out / SOURCE_FILE).is_file():
         raise ConfigError(
             f"{out} has no {SOURCE_FILE}: it was started without its source config "
@@ -304,6 +307,12 @@ def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
         list(settings.get("overrides", [])),
         profile=settings.get("profile"),
     )
+    for spec in expand(config):  # every checkpoint is read (and checked) up front
+        ckpt_dir = inside(out, f"{CHECKPOINTS_DIR}/{spec.run_id}", "checkpoint")
+        if load_summary(out / RUNS_DIR / spec.run_id) is None and has_checkpoint(
+            ckpt_dir
+        ):
+            load_checkpoint(ckpt_dir)
     return run_experiment_on_ray(
         config,
         out,
@@ -332,14 +341,20 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     arrivals = arrivals_path(run)
     if summary is None or arrivals is None:
         raise ConfigError(f"{run} is not a finished run with {ARRIVALS_FILE}")
+    summary = check_summary(summary, run / "summary.json")
     columns = read_columns(arrivals)
+    try:
+        spec_timing = build_timing(summary["timing"])
+        policy = build_policy(
+            summary["policy"], lookup(summary["policy"]).from_hyper(summary["hyper"])
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{run}/summary.json: no timing, policy or hyper a run writes ({exc!s:.60})"
+        ) from None
     trace_path = Path(out) if out is not None else run / "trace.csv"
     # Times in the records are already in time units (see _to_time_units).
     write_trace(columns, trace_path, 1.0)
-    spec_timing = build_timing(summary["timing"])
-    policy = build_policy(
-        summary["policy"], lookup(summary["policy"]).from_hyper(summary["hyper"])
-    )
     cmp = compare_sim_to_real(columns, spec_timing, 1.0, policy=policy)
     data = {
         "run_id": summary["run_id"],

@@ -51,7 +51,9 @@ from clipasync.experiments.timing_schema import TimingConfig, timing_workers
 class ExperimentConfig(Strict):
     """A whole experiment file (see the module docstring)."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    ]
     description: str = ""
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
     problem: ProblemConfig

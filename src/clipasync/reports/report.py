@@ -162,7 +162,7 @@ def build_report(out_dir: str | Path) -> Path:
             text = _legacy_report(out, config, runs, diagnostics)
     except ClipasyncError:
         raise
-    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as exc:
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
         # The records were checked field by field (experiments.records); what is
         # left is a combination no run writes, i.e. a directory edited by hand.
         raise ConfigError(
