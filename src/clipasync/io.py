@@ -91,6 +91,22 @@ class _Capped(io.RawIOBase):
         super().close()
 
 
+def _check_inflated(path: Path, cap: int) -> None:
+    """Inflate ``path`` once without keeping it (zlib runs at hundreds of MB/s):
+    a bomb or a truncated stream is refused before anyone parses a row of it."""
+    seen = 0
+    try:
+        with gzip.open(path, "rb") as gz:
+            while chunk := gz.read(1 << 20):
+                seen += len(chunk)
+                if seen > cap:
+                    raise _too_large(path, cap)
+    except (OSError, EOFError, zlib.error) as exc:
+        if isinstance(exc, FileNotFoundError | IsADirectoryError):
+            raise
+        raise ConfigError(f"{path}: corrupt or truncated ({exc})") from None
+
+
 def _current_umask() -> int:
     """The process umask, read without changing it (Linux), else set and restored."""
     with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
@@ -179,6 +195,8 @@ def open_text(path: str | Path) -> IO[str]:
     """
     p = Path(path)
     cap = max_read_bytes()
+    if _is_gzip(p):
+        _check_inflated(p, cap)
     raw: IO[bytes] = open(p, "rb")  # noqa: SIM115 - the returned handle closes it
     inner: Any = gzip.GzipFile(fileobj=raw, mode="rb") if _is_gzip(p) else raw
     capped = io.BufferedReader(_Capped(inner, raw, p, cap))
@@ -319,15 +337,22 @@ def _number(cell: str) -> float:
     return float(cell) if b is None else b
 
 
-def read_columns(path: str | Path) -> dict[str, np.ndarray[Any, Any]]:
+def read_columns(
+    path: str | Path, require: Sequence[str] = ()
+) -> dict[str, np.ndarray[Any, Any]]:
     """Read a CSV written by :func:`write_csv_atomic` (``.gz`` too) as float columns.
 
     Empty cells become NaN and ``True``/``False`` become 1/0. Anything else that is
     not a number, or a row of the wrong length, means the file is not one of ours
     (or was edited by hand) and raises instead of turning silently into NaN.
 
+    Args:
+        path: The CSV (``.gz``: compressed).
+        require: Columns that must be present.
+
     Raises:
-        ConfigError: Naming the file, line and column of the first bad cell.
+        ConfigError: Naming the file, line and column of the first bad cell, or a
+            required column that is missing.
     """
     cells = array.array("d")  # streamed: memory ~ 8 bytes per cell, not per row
     header: list[str] = []
@@ -341,6 +366,9 @@ def read_columns(path: str | Path) -> dict[str, np.ndarray[Any, Any]]:
         raise ConfigError(f"{path}: not a CSV record ({exc!s:.80})") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a directory, not a CSV file") from None
+    missing = [name for name in require if name not in header]
+    if missing:
+        raise ConfigError(f"{path}: no column {', '.join(map(repr, missing))}")
     table = np.frombuffer(cells, dtype=np.float64).reshape(-1, len(header) or 1)
     return {name: table[:, j].copy() for j, name in enumerate(header)}
 

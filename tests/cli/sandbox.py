@@ -7,6 +7,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ TIMEOUT_S = 30.0
 #: What "within a few seconds" means for one refused case (start-up included).
 FEW_SECONDS = 10.0
 SRC = str(Path(clipasync.__file__).resolve().parents[1])
+#: matplotlib's font cache, shared by the cases and kept out of the sandbox (a
+#: cache in the user's config folder is matplotlib's, not a result).
+MPL_DIR = Path(tempfile.gettempdir()) / f"clipasync-fuzz-mpl-{os.getuid()}"
 ENTRY = "from clipasync.cli import main; main()"
 
 
@@ -88,7 +92,7 @@ def run_cli(
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": SRC,
         "HOME": str(home),
-        "MPLCONFIGDIR": str(home / "mpl"),
+        "MPLCONFIGDIR": str(MPL_DIR),
         "OPENBLAS_NUM_THREADS": "1",
         "OMP_NUM_THREADS": "1",
         "MKL_NUM_THREADS": "1",

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipasync.cli.diagnostics import hp_cmd, noise_cmd, theory_cmd
-from clipasync.cli.guard import check_run_options, guard
+from clipasync.cli.guard import check_run_options, guard, one_line_usage_errors
 from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
@@ -59,6 +59,7 @@ from clipasync.reports.compare import compare_reports
 from clipasync.reports.report import build_ray_report, build_report
 from clipasync.sim import simulate_timing
 
+one_line_usage_errors()
 app = typer.Typer(
     name="clipasync",
     help="Asynchronous SGD with clipping against stragglers: run, report, inspect.",

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+import typer._click.exceptions as click_exceptions
+import typer.rich_utils as rich_utils
 
 from clipasync.errors import ClipasyncError, ConfigError
 
@@ -61,6 +63,22 @@ def guard(fn: Callable[[], T], results: Callable[[], Path | None] | None = None)
                 err=True,
             )
         raise typer.Exit(INTERRUPTED) from None
+
+
+def one_line_usage_errors() -> None:
+    """Print a usage error (``--workers 0``, an unknown option) as one ``error:``
+    line too, instead of typer's framed panel or click's usage block.
+
+    Typer offers no hook for this: both of its printers are replaced here, once,
+    by the same one-line printer (the exit status stays click's, 2).
+    """
+
+    def show(exc: Any, file: Any = None) -> None:
+        msg = " ".join(str(exc.format_message()).split())
+        typer.echo(f"error: {msg[:MAX_MESSAGE]}", err=True)
+
+    click_exceptions.ClickException.show = show  # type: ignore[method-assign,assignment]
+    rich_utils.rich_format_error = show  # type: ignore[assignment]
 
 
 def check_run_options(

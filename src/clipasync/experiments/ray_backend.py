@@ -258,7 +258,13 @@ def _run_on_ray_locked(
             "checkpoint_every": checkpoint_every,
         },
     )
-    start_ray(address, num_cpus)
+    try:
+        start_ray(address, num_cpus)
+    except ConnectionError as exc:  # Ray gives up after its own connect timeout
+        raise ConfigError(
+            f"cannot join the Ray cluster at {address}: {exc}; start it, or pass "
+            "--address with one that runs"
+        ) from None
 
     def run_stage(stage: str | None, specs: list[RunSpec]) -> None:
         for spec in specs:
@@ -342,7 +348,9 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     if summary is None or arrivals is None:
         raise ConfigError(f"{run} is not a finished run with {ARRIVALS_FILE}")
     summary = check_summary(summary, run / "summary.json")
-    columns = read_columns(arrivals)
+    columns = read_columns(
+        arrivals, require=("job", "worker", "time", "compute_time", "applied", "delay")
+    )
     try:
         spec_timing = build_timing(summary["timing"])
         policy = build_policy(

@@ -131,7 +131,7 @@ def load_runs(
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
     if run_ids is None:
-        index = out / "runs.json"
+        index = inside(out, "runs.json", "run index")
         if index.is_file():
             run_ids = check_run_ids(read_json(index), index)
         elif runs_dir.is_dir():

@@ -22,10 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from clipasync.errors import ConfigError
 from clipasync.experiments.build import one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
 from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.limits import check_at_most
 from clipasync.experiments.outlock import lock_out_dir
 from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import load_summary, prepare_out_dir, save_run
@@ -54,6 +56,10 @@ def resolve_workers(workers: str | int, num_runs: int) -> int:
         except AttributeError:  # pragma: no cover - not Linux
             cores = os.cpu_count() or 1
         return max(1, min(cores, num_runs))
+    try:
+        check_at_most("--workers", int(workers), "processes", "processes")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return max(1, int(workers))
 
 

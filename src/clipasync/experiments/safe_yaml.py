@@ -152,8 +152,9 @@ def load_yaml(text: str, where: str) -> Any:
     """
     if len(text) > MAX_TEXT:
         raise ConfigError(f"config error: {where}: larger than {MAX_TEXT >> 10} kB")
-    loader = BoundedLoader(text)
+    loader: BoundedLoader | None = None
     try:
+        loader = BoundedLoader(text)  # checks the characters: may raise already
         return loader.get_single_data()
     except ConfigError as exc:
         raise ConfigError(f"config error: {where} {exc}") from None
@@ -165,4 +166,5 @@ def load_yaml(text: str, where: str) -> Any:
     except RecursionError:
         raise ConfigError(f"config error: {where}: nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

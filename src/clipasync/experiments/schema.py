@@ -98,9 +98,10 @@ class ExperimentConfig(Strict):
         if not v:
             raise ValueError("empty: name at least one method")
         for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+            if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
                 raise ValueError(
-                    f"method name {name!r} may use only letters, digits, _ -"
+                    f"method name {name[:70]!r} may use only letters, digits, _ - "
+                    "(at most 64)"
                 )
         return v
 

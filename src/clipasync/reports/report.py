@@ -46,7 +46,13 @@ from clipasync.experiments.analysis import (
 from clipasync.experiments.ray_backend import sim_to_real_section
 from clipasync.experiments.rundir import load_runs
 from clipasync.experiments.safe_yaml import load_yaml
-from clipasync.io import read_json, read_text, write_rows_csv_atomic, write_text_atomic
+from clipasync.io import (
+    inside,
+    read_json,
+    read_text,
+    write_rows_csv_atomic,
+    write_text_atomic,
+)
 from clipasync.reports.figures import report_figures
 from clipasync.reports.markdown import render_markdown
 from clipasync.reports.protocol_report import ProtocolInputs, render_protocol
@@ -136,7 +142,7 @@ def build_report(out_dir: str | Path) -> Path:
             (for the protocol: no finished evaluation run).
     """
     out = Path(out_dir)
-    cfg_path = out / "config.resolved.yaml"
+    cfg_path = inside(out, "config.resolved.yaml", "resolved config")
     if not cfg_path.is_file():
         raise ConfigError(f"{out} is not a run directory (no config.resolved.yaml)")
     config = load_yaml(read_text(cfg_path), str(cfg_path))
