@@ -136,22 +136,36 @@ def _run_specs(
     ctx = multiprocessing.get_context(
         "forkserver" if "forkserver" in methods else "spawn"
     )
-    with cf.ProcessPoolExecutor(
+    pool = cf.ProcessPoolExecutor(
         max_workers=workers,
         mp_context=ctx,
         initializer=_init_worker,
         initargs=(os.getpid(),),
-    ) as pool:
-        futures = [
-            pool.submit(execute_and_save, s, str(runs_dir), save_final) for s in specs
-        ]
-        try:
-            for fut in cf.as_completed(futures):
-                on_done(fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    )
+    futures = [
+        pool.submit(execute_and_save, s, str(runs_dir), save_final) for s in specs
+    ]
+    try:
+        for fut in cf.as_completed(futures):
+            on_done(fut.result())
+    except BaseException:
+        # Ctrl-C or a failed run: stop the runs in flight now (each may take
+        # minutes) instead of waiting for them; finished runs are already saved.
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    """End a pool's worker processes without waiting for their runs."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(OSError, AttributeError):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            proc.join(5)
 
 
 def run_experiment(
