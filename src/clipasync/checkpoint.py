@@ -26,9 +26,7 @@ PyTorch weights are saved separately as a ``state_dict`` of tensors
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -39,275 +37,23 @@ import numpy as np
 import numpy.typing as npt
 
 from clipasync.errors import ConfigError
-from clipasync.policies.async_sgd import AsyncState
-from clipasync.policies.fedasync import FedAsyncState
-from clipasync.policies.fedbuff import FedBuffState
-from clipasync.policies.rennala import BatchState
-from clipasync.policies.ringmaster import RingmasterState
 from clipasync.recorder import Recorder
-from clipasync.transforms.adaptive import GeometricClipState, WindowClipState
+from clipasync.state_codec import (
+    LEGACY_CLASS_PATHS,
+    STATE_TYPES,
+    decode_tree,
+    encode_tree,
+    shorten,
+)
 from clipasync.types import Vector
 
 #: Version of the on-disk layout.
 FORMAT = 1
 META = "checkpoint.json"
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
-Json = Any
 #: Cap on the inflated size of a checkpoint's arrays (a zip bomb is refused).
 MAX_ARRAY_BYTES = 1 << 30
-#: Cap on the size of ``checkpoint.json`` and on the nesting of its state tree.
+#: Cap on the size of ``checkpoint.json``.
 MAX_META_BYTES = 256 << 20
-MAX_DEPTH = 64
-
-#: The only classes a checkpoint can build: the policy and transform states of the
-#: library, by ``module:qualname``. A name outside this table is refused; nothing is
-#: ever imported from a name in a file.
-STATE_TYPES: dict[str, type] = {
-    f"{cls.__module__}:{cls.__qualname__}": cls
-    for cls in (
-        AsyncState,
-        BatchState,
-        FedAsyncState,
-        FedBuffState,
-        RingmasterState,
-        GeometricClipState,
-        WindowClipState,
-    )
-}
-
-#: Class paths of checkpoints written by earlier layouts of the package (before the
-#: modules moved into floors) -> the path of the same class now. The decoder reads
-#: an old path through this table, and nowhere else is a path rewritten. Every
-#: public dataclass or NamedTuple of a moved module on the algorithm and execution
-#: floors is listed (the states a checkpoint can hold among them).
-LEGACY_CLASS_PATHS: dict[str, str] = {
-    "clipasync.adaptive:GeometricClipState": (
-        "clipasync.transforms.adaptive:GeometricClipState"
-    ),
-    "clipasync.adaptive:WindowClipState": (
-        "clipasync.transforms.adaptive:WindowClipState"
-    ),
-    "clipasync.datasets.fashion_mnist:FashionMNIST": (
-        "clipasync.problems.datasets.fashion_mnist:FashionMNIST"
-    ),
-    "clipasync.datasets.text:CharData": "clipasync.problems.datasets.text:CharData",
-    "clipasync.datasets.text:CharVocab": "clipasync.problems.datasets.text:CharVocab",
-    "clipasync.federated.availability:BernoulliDropout": (
-        "clipasync.sim.dropout:BernoulliDropout"
-    ),
-    "clipasync.federated.availability:PeriodicOffline": (
-        "clipasync.sim.dropout:PeriodicOffline"
-    ),
-    "clipasync.federated.availability:ScriptedDropout": (
-        "clipasync.sim.dropout:ScriptedDropout"
-    ),
-    "clipasync.federated.staleness:ConstantStaleness": (
-        "clipasync.policies.staleness:ConstantStaleness"
-    ),
-    "clipasync.federated.staleness:HingeStaleness": (
-        "clipasync.policies.staleness:HingeStaleness"
-    ),
-    "clipasync.federated.staleness:PolynomialStaleness": (
-        "clipasync.policies.staleness:PolynomialStaleness"
-    ),
-    "clipasync.sim:TimingSummary": "clipasync.sim.timing_only:TimingSummary",
-    "clipasync.theory:ClippedAsgdAdvice": "clipasync.theory.advice:ClippedAsgdAdvice",
-    "clipasync.theory:LowerBound": "clipasync.theory.bounds:LowerBound",
-    "clipasync.theory:NoiseEstimate": "clipasync.theory.estimators:NoiseEstimate",
-    "clipasync.theory:TheoryReport": "clipasync.theory.summary:TheoryReport",
-    "clipasync.theory:TwoSpeedDelays": "clipasync.theory.bounds:TwoSpeedDelays",
-    "clipasync.transforms:GradientTransform": (
-        "clipasync.transforms.base:GradientTransform"
-    ),
-}
-
-
-# --------------------------------------------------------------------- tree codec
-
-
-def encode_tree(obj: Any, arrays: dict[str, npt.NDArray[Any]]) -> Json:
-    """Encode a state tree as JSON-able data, moving arrays into ``arrays``.
-
-    Handles ``None``, bools, ints, floats (incl. NaN/±inf), strings, numpy scalars
-    and arrays, tuples, lists, string-keyed dicts, ``numpy.random.Generator`` (its
-    ``bit_generator.state``), and dataclasses/NamedTuples defined in ``clipasync``.
-
-    Raises:
-        TypeError: For anything else (an object array, a lambda, ...).
-    """
-    if obj is None or isinstance(obj, bool | str):
-        return obj
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"__float__": repr(obj)}
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise TypeError("object arrays cannot be checkpointed without pickle")
-        key = f"a{len(arrays)}"
-        arrays[key] = obj
-        return {"__array__": key}
-    if isinstance(obj, np.generic):
-        return {"__scalar__": obj.dtype.str, "value": encode_tree(obj.item(), arrays)}
-    if isinstance(obj, np.random.Generator):
-        return {"__generator__": encode_tree(obj.bit_generator.state, arrays)}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        fields = {f: encode_tree(getattr(obj, f), arrays) for f in obj._fields}
-        return {"__namedtuple__": _class_path(type(obj)), "fields": fields}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [encode_tree(v, arrays) for v in obj]}
-    if isinstance(obj, list):
-        return [encode_tree(v, arrays) for v in obj]
-    if isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError("only dicts with string keys can be checkpointed")
-        return {"__dict__": {k: encode_tree(v, arrays) for k, v in obj.items()}}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {
-            f.name: encode_tree(getattr(obj, f.name), arrays)
-            for f in dataclasses.fields(obj)
-        }
-        return {"__dataclass__": _class_path(type(obj)), "fields": fields}
-    raise TypeError(f"cannot checkpoint a {type(obj).__qualname__}")
-
-
-def decode_tree(data: Json, arrays: dict[str, npt.NDArray[Any]], depth: int = 0) -> Any:
-    """Inverse of :func:`encode_tree`.
-
-    Raises:
-        ConfigError: On an unknown tag, a class outside :data:`STATE_TYPES`, fields
-            that are not the class's, an unknown bit generator or array, or a tree
-            nested deeper than :data:`MAX_DEPTH` (a checkpoint can never make this
-            import or call arbitrary code).
-    """
-    if depth > MAX_DEPTH:
-        raise ConfigError(f"checkpoint state nested deeper than {MAX_DEPTH} levels")
-    if data is None or isinstance(data, bool | int | float | str):
-        return data
-    if isinstance(data, list):
-        return [decode_tree(v, arrays, depth + 1) for v in data]
-    if not isinstance(data, dict) or len(data) == 0:
-        raise ConfigError(f"malformed checkpoint entry: {_short(data)}")
-    if "__float__" in data:
-        text = data["__float__"]
-        if text not in ("nan", "inf", "-inf"):
-            raise ConfigError(f"malformed checkpoint float: {_short(text)}")
-        return float(text)
-    if "__array__" in data:
-        key = data["__array__"]
-        if not isinstance(key, str) or key not in arrays:
-            raise ConfigError(f"checkpoint names a missing array: {_short(key)}")
-        return arrays[key]
-    if "__scalar__" in data:
-        return _scalar(data["__scalar__"], decode_tree(data.get("value"), arrays))
-    if "__generator__" in data:
-        return _generator(decode_tree(data["__generator__"], arrays, depth + 1))
-    if "__tuple__" in data:
-        return tuple(
-            decode_tree(v, arrays, depth + 1) for v in _list(data["__tuple__"])
-        )
-    if "__dict__" in data:
-        return {
-            str(k): decode_tree(v, arrays, depth + 1)
-            for k, v in _dict(data["__dict__"]).items()
-        }
-    if "__namedtuple__" in data or "__dataclass__" in data:
-        tag = "__namedtuple__" if "__namedtuple__" in data else "__dataclass__"
-        cls = _state_class(data[tag])
-        fields = {
-            k: decode_tree(v, arrays, depth + 1)
-            for k, v in _dict(data.get("fields")).items()
-        }
-        return _build(cls, tag, fields)
-    raise ConfigError(f"malformed checkpoint entry: {_short(sorted(data))}")
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _list(value: Any) -> list[Any]:
-    if not isinstance(value, list):
-        raise ConfigError(f"malformed checkpoint entry: {_short(value)}")
-    return value
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"malformed checkpoint entry: {_short(value)}")
-    return value
-
-
-def _scalar(dtype: Any, value: Any) -> Any:
-    try:
-        dt = np.dtype(dtype) if isinstance(dtype, str) and len(dtype) <= 8 else None
-    except TypeError:
-        dt = None
-    if dt is None or dt.kind not in "biuf" or isinstance(value, list | dict):
-        raise ConfigError(f"malformed checkpoint scalar of type {_short(dtype)}")
-    try:
-        return dt.type(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ConfigError(f"malformed checkpoint scalar {_short(value)}") from None
-
-
-def _generator(state: Any) -> np.random.Generator:
-    name = state.get("bit_generator") if isinstance(state, dict) else None
-    if name not in _BIT_GENERATORS:
-        raise ConfigError(f"unknown bit generator in checkpoint: {_short(name)}")
-    bit_generator = getattr(np.random, name)()
-    try:
-        bit_generator.state = state
-    except (TypeError, ValueError, KeyError, OverflowError):
-        raise ConfigError(f"malformed {name} state in checkpoint") from None
-    return np.random.Generator(bit_generator)
-
-
-def _build(cls: type, tag: str, fields: dict[str, Any]) -> Any:
-    """An instance of an allow-listed state class from exactly its fields."""
-    is_tuple = hasattr(cls, "_fields")
-    if is_tuple != (tag == "__namedtuple__"):
-        raise ConfigError(f"{_class_path(cls)} is not a {tag.strip('_')}")
-    if is_tuple:
-        names = set(cls._fields)  # type: ignore[attr-defined]
-        init = names
-    else:
-        names = {f.name for f in dataclasses.fields(cls)}
-        init = {f.name for f in dataclasses.fields(cls) if f.init}
-    if set(fields) - names or init - set(fields):
-        raise ConfigError(
-            f"checkpoint fields of {_class_path(cls)} are not its fields "
-            f"({', '.join(sorted(names))})"
-        )
-    try:
-        obj = cls(**{k: v for k, v in fields.items() if k in init})
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"bad checkpoint {_class_path(cls)}: {exc}") from None
-    for k, v in fields.items():
-        if k not in init:
-            object.__setattr__(obj, k, v)
-    return obj
-
-
-def _class_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _state_class(path: Any) -> type:
-    """The state class a checkpoint names: a table look-up, never an import."""
-    if not isinstance(path, str):
-        raise ConfigError(f"malformed checkpoint class name: {_short(path)}")
-    path = LEGACY_CLASS_PATHS.get(path, path)
-    cls = STATE_TYPES.get(path)
-    if cls is None:
-        if not path.startswith("clipasync."):
-            raise ConfigError(
-                f"checkpoint names a class outside clipasync: {_short(path)}"
-            )
-        raise ConfigError(f"checkpoint names an unknown class: {_short(path)}")
-    return cls
-
 
 # --------------------------------------------------------------------- checkpoints
 
@@ -420,7 +166,7 @@ def _read_meta(d: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a checkpoint (a JSON object is expected)")
     if meta.get("format") != FORMAT:
         raise ConfigError(
-            f"checkpoint format {_short(meta.get('format'))} is not {FORMAT}"
+            f"checkpoint format {shorten(meta.get('format'))} is not {FORMAT}"
         )
     return meta
 
@@ -428,7 +174,7 @@ def _read_meta(d: Path) -> dict[str, Any]:
 def _count(meta: dict[str, Any], key: str, value: Any = None) -> int:
     v = meta.get(key) if value is None else value
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 62:
-        raise ConfigError(f"{key}: must be an integer >= 0 (got {_short(v)})")
+        raise ConfigError(f"{key}: must be an integer >= 0 (got {shorten(v)})")
     return v
 
 
@@ -436,7 +182,7 @@ def _from_meta(d: Path, meta: dict[str, Any]) -> Checkpoint:
     arrays = _read_arrays(d, meta.get("arrays"))
     keep = meta.get("keep_arrivals")
     if not isinstance(keep, bool):
-        raise ConfigError(f"keep_arrivals: must be true or false (got {_short(keep)})")
+        raise ConfigError(f"keep_arrivals: must be true or false (got {shorten(keep)})")
     rec = Recorder(keep_arrivals=keep)
     cols = rec.arrivals
     for key, values in arrays.items():  # every saved column, optional ones included
@@ -450,7 +196,7 @@ def _from_meta(d: Path, meta: dict[str, Any]) -> Checkpoint:
     rec.evals = evals
     t = decode_tree(meta.get("time"), arrays)
     if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0:
-        raise ConfigError(f"time: must be a number >= 0 (got {_short(t)})")
+        raise ConfigError(f"time: must be a number >= 0 (got {shorten(t)})")
     counts = meta.get("counts")
     if not isinstance(counts, dict):
         raise ConfigError("counts: must be a mapping")
@@ -479,7 +225,7 @@ def _read_arrays(d: Path, name: Any) -> dict[str, npt.NDArray[Any]]:
     """The arrays file a checkpoint names: inside ``d``, capped when inflated."""
     if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
         raise ConfigError(
-            f"arrays: not a file name in the checkpoint directory: {_short(name)}"
+            f"arrays: not a file name in the checkpoint directory: {shorten(name)}"
         )
     path = d / name
     try:
@@ -565,3 +311,19 @@ def save_state_dict(model: Any, x: Vector, path: str | os.PathLike[str]) -> Path
     p = Path(path)
     _write_atomic(p, lambda fh: torch.save(sd, fh))
     return p
+
+
+__all__ = [
+    "FORMAT",
+    "LEGACY_CLASS_PATHS",
+    "META",
+    "STATE_TYPES",
+    "Checkpoint",
+    "decode_tree",
+    "encode_tree",
+    "has_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "save_state_dict",
+    "state_dict_from_vector",
+]

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from clipasync.errors import ConfigError
 from clipasync.experiments.execute import RunOutcome
 from clipasync.experiments.grid import RunSpec, expand
 from clipasync.experiments.records import check_run_ids, check_summary
@@ -132,6 +133,8 @@ def load_runs(
     runs_dir = out / RUNS_DIR
     if run_ids is None:
         index = inside(out, "runs.json", "run index")
+        if index.exists() and not index.is_file():
+            raise ConfigError(f"{index}: not a file")
         if index.is_file():
             run_ids = check_run_ids(read_json(index), index)
         elif runs_dir.is_dir():

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clipasync.errors import ConfigError
 from clipasync.experiments.analysis import Analysis, representative
 from clipasync.experiments.rundir import RUNS_DIR, arrivals_path
 from clipasync.io import inside, read_columns
@@ -142,6 +143,8 @@ def report_figures(
                 continue
             run = representative(cell)
             path = inside(out, f"{RUNS_DIR}/{run['run_id']}/evals.csv", "record")
+            if path.exists() and not path.is_file():
+                raise ConfigError(f"{path}: not a file")
             if path.is_file():
                 ev = read_columns(path, require=("time",))
                 if metric in ev:
