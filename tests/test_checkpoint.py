@@ -310,3 +310,34 @@ def test_torch_state_dict_round_trip(tmp_path):
     fresh.load_state_dict(torch.load(path, weights_only=True))
     flat = torch.cat([p.detach().reshape(-1) for p in fresh.parameters()]).numpy()
     np.testing.assert_array_equal(flat, x)
+
+
+def test_a_checkpoint_naming_os_system_never_runs_it(tmp_path):
+    marker = tmp_path / "pwned"
+    entry = {
+        "__namedtuple__": "clipasync.checkpoint:os.system",
+        "fields": {"command": f"touch {marker}"},
+    }
+    with pytest.raises(ConfigError, match="unknown class"):
+        decode_tree(entry, {})
+    assert not marker.exists()
+
+
+def test_tampered_checkpoints_are_one_clear_error(tmp_path):
+    save_checkpoint(
+        tmp_path,
+        Checkpoint(state=None, policy={}, version=1, time=1.0, counts={}, next_job=2),
+    )
+    meta = json.loads((tmp_path / "checkpoint.json").read_text())
+    for key, value, match in (
+        ("arrays", "../../etc/passwd", "not a file name"),
+        ("arrays", "nope.npz", "missing"),
+        ("version", -3, "version: must be an integer >= 0"),
+        ("version", True, "version"),
+        ("keep_arrivals", "yes", "keep_arrivals"),
+        ("time", {"__float__": "__import__('os')"}, "malformed checkpoint float"),
+        ("format", 99, "format 99"),
+    ):
+        (tmp_path / "checkpoint.json").write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(ConfigError, match=match):
+            load_checkpoint(tmp_path)

@@ -48,6 +48,24 @@ def test_divergence_is_detected():
         eval_every=1.0,
     )
     assert res.stop_reason == "diverged"
+
+
+def test_a_run_that_ends_diverged_says_so_without_eval_every():
+    # Stepsize 3 on f = ||x||^2/2 multiplies the error by about -2 per update: 40
+    # arrivals from 5 end at a loss of ~4e16, far above 1e6 x the initial 75; with
+    # no cadence only the final evaluation sees it (before: stop_reason max_arrivals).
+    pool = SimulatedPool(FixedTimes((1.0,) * 4), noisy_quadratic_grad, seed=0)
+    res = run(
+        AsyncSGD(scale(3.0)),
+        pool,
+        np.full(3, 5.0),
+        stop=StopRule(max_arrivals=40),
+        rng=np.random.default_rng(0),
+        evaluate=lambda x: {"loss": float(x @ x)},
+    )
+    assert res.stop_reason == "diverged"
+    assert [e["time"] for e in res.recorder.evals] == [0.0, res.time]
+
     assert res.time < 1e4
 
 

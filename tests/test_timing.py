@@ -16,7 +16,7 @@ from clipasync.timing import FixedTimes, TraceTimes, random_times, two_speed
         ("worker,time\n0,1\n", "needs columns"),
         ("worker,compute_time\n0,-1\n", "positive"),
         ("worker,compute_time\n0,abc\n", "bad row"),
-        ("worker,compute_time\n1,1.0\n", "no jobs for workers"),
+        ("worker,compute_time\n1,1.0\n", "no jobs for 1 workers"),
     ],
 )
 def test_bad_traces(tmp_path, text, match):

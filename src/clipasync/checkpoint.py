@@ -10,10 +10,14 @@ A checkpoint directory holds two files:
 Writes are atomic: the new ``.npz`` is written under a fresh name (temp file, fsync,
 ``os.replace``), then ``checkpoint.json`` is replaced the same way, and only then is
 the previous ``.npz`` removed. A crash at any point leaves the previous checkpoint
-whole. Nothing is ever unpickled: frozen-dataclass states are encoded as tagged JSON
-(:func:`encode_tree`) and rebuilt only for classes defined inside ``clipasync``.
-A class is named by its ``module:qualname`` path; a checkpoint written before a class
-moved names its old path, which :data:`LEGACY_CLASS_PATHS` maps to the new one.
+whole. Nothing is ever unpickled and nothing is imported by a name read from a file:
+frozen-dataclass states are encoded as tagged JSON (:func:`encode_tree`) and rebuilt
+only for the library's own state types listed in :data:`STATE_TYPES` (a table from
+``module:qualname`` to the class); a checkpoint written before a class moved names
+its old path, which :data:`LEGACY_CLASS_PATHS` maps to the new one. A checkpoint is
+data a colleague may have sent: every field is checked for type and range, the
+arrays file must lie inside the checkpoint directory, and the inflated size of the
+arrays is capped, so a tampered checkpoint is one clear :class:`ConfigError`.
 
 PyTorch weights are saved separately as a ``state_dict`` of tensors
 (:func:`save_state_dict`), which ``torch.load(path, weights_only=True)`` reloads.
@@ -22,11 +26,9 @@ PyTorch weights are saved separately as a ``state_dict`` of tensors
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import importlib
 import json
-import math
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,181 +38,22 @@ import numpy.typing as npt
 
 from clipasync.errors import ConfigError
 from clipasync.recorder import Recorder
+from clipasync.state_codec import (
+    LEGACY_CLASS_PATHS,
+    STATE_TYPES,
+    decode_tree,
+    encode_tree,
+    shorten,
+)
 from clipasync.types import Vector
 
 #: Version of the on-disk layout.
 FORMAT = 1
 META = "checkpoint.json"
-_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "Philox", "SFC64", "MT19937")
-_SAFE_PACKAGE = "clipasync."
-Json = Any
-
-#: Class paths of checkpoints written by earlier layouts of the package (before the
-#: modules moved into floors) -> the path of the same class now. The decoder reads
-#: an old path through this table, and nowhere else is a path rewritten. Every
-#: public dataclass or NamedTuple of a moved module on the algorithm and execution
-#: floors is listed (the states a checkpoint can hold among them).
-LEGACY_CLASS_PATHS: dict[str, str] = {
-    "clipasync.adaptive:GeometricClipState": (
-        "clipasync.transforms.adaptive:GeometricClipState"
-    ),
-    "clipasync.adaptive:WindowClipState": (
-        "clipasync.transforms.adaptive:WindowClipState"
-    ),
-    "clipasync.datasets.fashion_mnist:FashionMNIST": (
-        "clipasync.problems.datasets.fashion_mnist:FashionMNIST"
-    ),
-    "clipasync.datasets.text:CharData": "clipasync.problems.datasets.text:CharData",
-    "clipasync.datasets.text:CharVocab": "clipasync.problems.datasets.text:CharVocab",
-    "clipasync.federated.availability:BernoulliDropout": (
-        "clipasync.sim.dropout:BernoulliDropout"
-    ),
-    "clipasync.federated.availability:PeriodicOffline": (
-        "clipasync.sim.dropout:PeriodicOffline"
-    ),
-    "clipasync.federated.availability:ScriptedDropout": (
-        "clipasync.sim.dropout:ScriptedDropout"
-    ),
-    "clipasync.federated.staleness:ConstantStaleness": (
-        "clipasync.policies.staleness:ConstantStaleness"
-    ),
-    "clipasync.federated.staleness:HingeStaleness": (
-        "clipasync.policies.staleness:HingeStaleness"
-    ),
-    "clipasync.federated.staleness:PolynomialStaleness": (
-        "clipasync.policies.staleness:PolynomialStaleness"
-    ),
-    "clipasync.sim:TimingSummary": "clipasync.sim.timing_only:TimingSummary",
-    "clipasync.theory:ClippedAsgdAdvice": "clipasync.theory.advice:ClippedAsgdAdvice",
-    "clipasync.theory:LowerBound": "clipasync.theory.bounds:LowerBound",
-    "clipasync.theory:NoiseEstimate": "clipasync.theory.estimators:NoiseEstimate",
-    "clipasync.theory:TheoryReport": "clipasync.theory.summary:TheoryReport",
-    "clipasync.theory:TwoSpeedDelays": "clipasync.theory.bounds:TwoSpeedDelays",
-    "clipasync.transforms:GradientTransform": (
-        "clipasync.transforms.base:GradientTransform"
-    ),
-}
-
-
-# --------------------------------------------------------------------- tree codec
-
-
-def encode_tree(obj: Any, arrays: dict[str, npt.NDArray[Any]]) -> Json:
-    """Encode a state tree as JSON-able data, moving arrays into ``arrays``.
-
-    Handles ``None``, bools, ints, floats (incl. NaN/±inf), strings, numpy scalars
-    and arrays, tuples, lists, string-keyed dicts, ``numpy.random.Generator`` (its
-    ``bit_generator.state``), and dataclasses/NamedTuples defined in ``clipasync``.
-
-    Raises:
-        TypeError: For anything else (an object array, a lambda, ...).
-    """
-    if obj is None or isinstance(obj, bool | str):
-        return obj
-    if isinstance(obj, int):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"__float__": repr(obj)}
-    if isinstance(obj, np.ndarray):
-        if obj.dtype.hasobject:
-            raise TypeError("object arrays cannot be checkpointed without pickle")
-        key = f"a{len(arrays)}"
-        arrays[key] = obj
-        return {"__array__": key}
-    if isinstance(obj, np.generic):
-        return {"__scalar__": obj.dtype.str, "value": encode_tree(obj.item(), arrays)}
-    if isinstance(obj, np.random.Generator):
-        return {"__generator__": encode_tree(obj.bit_generator.state, arrays)}
-    if isinstance(obj, tuple) and hasattr(obj, "_fields"):
-        fields = {f: encode_tree(getattr(obj, f), arrays) for f in obj._fields}
-        return {"__namedtuple__": _class_path(type(obj)), "fields": fields}
-    if isinstance(obj, tuple):
-        return {"__tuple__": [encode_tree(v, arrays) for v in obj]}
-    if isinstance(obj, list):
-        return [encode_tree(v, arrays) for v in obj]
-    if isinstance(obj, dict):
-        if not all(isinstance(k, str) for k in obj):
-            raise TypeError("only dicts with string keys can be checkpointed")
-        return {"__dict__": {k: encode_tree(v, arrays) for k, v in obj.items()}}
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        fields = {
-            f.name: encode_tree(getattr(obj, f.name), arrays)
-            for f in dataclasses.fields(obj)
-        }
-        return {"__dataclass__": _class_path(type(obj)), "fields": fields}
-    raise TypeError(f"cannot checkpoint a {type(obj).__qualname__}")
-
-
-def decode_tree(data: Json, arrays: dict[str, npt.NDArray[Any]]) -> Any:
-    """Inverse of :func:`encode_tree`.
-
-    Raises:
-        ConfigError: On an unknown tag, a class outside ``clipasync`` or an unknown
-            bit generator (a checkpoint can never make this import arbitrary code).
-    """
-    if data is None or isinstance(data, bool | int | float | str):
-        return data
-    if isinstance(data, list):
-        return [decode_tree(v, arrays) for v in data]
-    if not isinstance(data, dict) or len(data) == 0:
-        raise ConfigError(f"malformed checkpoint entry: {data!r}")
-    if "__float__" in data:
-        return float(data["__float__"])
-    if "__array__" in data:
-        return arrays[data["__array__"]]
-    if "__scalar__" in data:
-        return np.dtype(data["__scalar__"]).type(decode_tree(data["value"], arrays))
-    if "__generator__" in data:
-        state = decode_tree(data["__generator__"], arrays)
-        name = state.get("bit_generator")
-        if name not in _BIT_GENERATORS:
-            raise ConfigError(f"unknown bit generator in checkpoint: {name!r}")
-        bit_generator = getattr(np.random, name)()
-        bit_generator.state = state
-        return np.random.Generator(bit_generator)
-    if "__tuple__" in data:
-        return tuple(decode_tree(v, arrays) for v in data["__tuple__"])
-    if "__dict__" in data:
-        return {k: decode_tree(v, arrays) for k, v in data["__dict__"].items()}
-    if "__namedtuple__" in data or "__dataclass__" in data:
-        tag = "__namedtuple__" if "__namedtuple__" in data else "__dataclass__"
-        cls = _import_class(data[tag])
-        fields = {k: decode_tree(v, arrays) for k, v in data["fields"].items()}
-        if tag == "__namedtuple__":
-            return cls(**fields)
-        if not dataclasses.is_dataclass(cls):
-            raise ConfigError(f"{data[tag]} is not a dataclass")
-        init = {f.name for f in dataclasses.fields(cls) if f.init}
-        obj = cls(**{k: v for k, v in fields.items() if k in init})  # type: ignore[operator]
-        for k, v in fields.items():
-            if k not in init:
-                object.__setattr__(obj, k, v)
-        return obj
-    raise ConfigError(f"malformed checkpoint entry: {sorted(data)}")
-
-
-def _class_path(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _import_class(path: str) -> Any:
-    path = LEGACY_CLASS_PATHS.get(path, path)
-    module, _, qualname = path.partition(":")
-    if not (module + ".").startswith(_SAFE_PACKAGE) or "<" in qualname:
-        raise ConfigError(f"checkpoint names a class outside clipasync: {path!r}")
-    unknown = ConfigError(f"checkpoint names an unknown class: {path!r}")
-    try:
-        obj: Any = importlib.import_module(module)
-    except ModuleNotFoundError as exc:  # a missing extra (torch, ...) is re-raised
-        if exc.name is None or not f"{module}.".startswith(f"{exc.name}."):
-            raise
-        raise unknown from None
-    for part in qualname.split("."):
-        obj = getattr(obj, part, unknown)
-        if obj is unknown:
-            raise unknown
-    return obj
-
+#: Cap on the inflated size of a checkpoint's arrays (a zip bomb is refused).
+MAX_ARRAY_BYTES = 1 << 30
+#: Cap on the size of ``checkpoint.json``.
+MAX_META_BYTES = 256 << 20
 
 # --------------------------------------------------------------------- checkpoints
 
@@ -297,37 +140,121 @@ def load_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint:
     """Load the checkpoint in ``directory`` (no pickle anywhere).
 
     Raises:
-        ConfigError: If there is no checkpoint or it is malformed.
+        ConfigError: If there is no checkpoint or it is malformed (one line naming
+            the file and the bad field).
     """
     d = Path(directory)
+    meta = _read_meta(d)
     try:
-        meta = json.loads((d / META).read_text())
+        return _from_meta(d, meta)
+    except ConfigError as exc:
+        raise ConfigError(f"{d / META}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        raise ConfigError(f"{d / META}: malformed checkpoint ({exc!r:.80})") from None
+
+
+def _read_meta(d: Path) -> dict[str, Any]:
+    path = d / META
+    try:
+        if path.stat().st_size > MAX_META_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_META_BYTES >> 20} MiB")
+        meta = json.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no checkpoint in {d}") from None
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ConfigError(f"{path}: not a readable checkpoint ({reason})") from None
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{path}: not a checkpoint (a JSON object is expected)")
     if meta.get("format") != FORMAT:
-        raise ConfigError(f"checkpoint format {meta.get('format')} is not {FORMAT}")
-    with np.load(d / meta["arrays"], allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    rec = Recorder(keep_arrivals=bool(meta["keep_arrivals"]))
+        raise ConfigError(
+            f"checkpoint format {shorten(meta.get('format'))} is not {FORMAT}"
+        )
+    return meta
+
+
+def _count(meta: dict[str, Any], key: str, value: Any = None) -> int:
+    v = meta.get(key) if value is None else value
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 1 << 62:
+        raise ConfigError(f"{key}: must be an integer >= 0 (got {shorten(v)})")
+    return v
+
+
+def _from_meta(d: Path, meta: dict[str, Any]) -> Checkpoint:
+    arrays = _read_arrays(d, meta.get("arrays"))
+    keep = meta.get("keep_arrivals")
+    if not isinstance(keep, bool):
+        raise ConfigError(f"keep_arrivals: must be true or false (got {shorten(keep)})")
+    rec = Recorder(keep_arrivals=keep)
     cols = rec.arrivals
     for key, values in arrays.items():  # every saved column, optional ones included
         if key.startswith("rec/"):
+            if values.ndim != 1:
+                raise ConfigError(f"arrival column {key[4:]!r} is not 1-D")
             cols.setdefault(key[len("rec/") :], []).extend(values.tolist())
         elif key.startswith("cancel/"):  # absent in checkpoints of older versions
-            rec.cancellations[key[len("cancel/") :]] = values.tolist()
-    rec.evals = decode_tree(meta["evals"], arrays)
+            name = key[len("cancel/") :]
+            if name not in rec.cancellations or values.ndim != 1:
+                raise ConfigError(f"cancellation column {name!r} is unknown or not 1-D")
+            rec.cancellations[name] = values.tolist()
+    evals = decode_tree(meta.get("evals"), arrays)
+    if not isinstance(evals, list) or not all(isinstance(e, dict) for e in evals):
+        raise ConfigError("evals: must be a list of rows")
+    rec.evals = evals
+    t = decode_tree(meta.get("time"), arrays)
+    if isinstance(t, bool) or not isinstance(t, int | float) or not t >= 0:
+        raise ConfigError(f"time: must be a number >= 0 (got {shorten(t)})")
+    counts = meta.get("counts")
+    if not isinstance(counts, dict):
+        raise ConfigError("counts: must be a mapping")
+    policy = decode_tree(meta.get("policy"), arrays)
+    config = decode_tree(meta.get("config"), arrays)
+    if not isinstance(policy, dict) or not isinstance(config, dict | None):
+        raise ConfigError("policy and config: must be mappings")
+    streams = decode_tree(meta.get("streams"), arrays)
+    if not isinstance(streams, list | None):
+        raise ConfigError("streams: must be a list")
     return Checkpoint(
-        state=decode_tree(meta["state"], arrays),
-        policy=decode_tree(meta["policy"], arrays),
-        version=int(meta["version"]),
-        time=float(decode_tree(meta["time"], arrays)),
-        counts={k: int(v) for k, v in meta["counts"].items()},
-        next_job=int(meta["next_job"]),
-        streams=decode_tree(meta["streams"], arrays),
+        state=decode_tree(meta.get("state"), arrays),
+        policy=policy,
+        version=_count(meta, "version"),
+        time=float(t),
+        counts={str(k): _count(meta, f"counts.{k}", v) for k, v in counts.items()},
+        next_job=_count(meta, "next_job"),
+        streams=streams,
         records=rec,
-        config=decode_tree(meta["config"], arrays),
-        sequence=int(meta["sequence"]),
+        config=config,
+        sequence=_count(meta, "sequence"),
     )
+
+
+def _read_arrays(d: Path, name: Any) -> dict[str, npt.NDArray[Any]]:
+    """The arrays file a checkpoint names: inside ``d``, capped when inflated."""
+    if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
+        raise ConfigError(
+            f"arrays: not a file name in the checkpoint directory: {shorten(name)}"
+        )
+    path = d / name
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if not isinstance(npz, np.lib.npyio.NpzFile):
+                raise ConfigError(f"arrays: {name} is not an .npz archive")
+            members = npz.zip.infolist() if npz.zip is not None else []
+            inflated = sum(int(info.file_size) for info in members)
+            if inflated > MAX_ARRAY_BYTES:
+                raise ConfigError(
+                    f"arrays: {name} inflates to {inflated >> 20} MiB, over the "
+                    f"{MAX_ARRAY_BYTES >> 20} MiB limit"
+                )
+            arrays = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise ConfigError(f"arrays: {name} is missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise ConfigError(f"arrays: {name} is unreadable ({exc!s:.80})") from None
+    for key, a in arrays.items():
+        if a.dtype.hasobject or a.dtype.kind not in "biuf":
+            raise ConfigError(f"arrays: {name}: array {key!r} is not numeric")
+    return arrays
 
 
 def has_checkpoint(directory: str | os.PathLike[str]) -> bool:
@@ -391,3 +318,19 @@ def save_state_dict(model: Any, x: Vector, path: str | os.PathLike[str]) -> Path
     p = Path(path)
     _write_atomic(p, lambda fh: torch.save(sd, fh))
     return p
+
+
+__all__ = [
+    "FORMAT",
+    "LEGACY_CLASS_PATHS",
+    "META",
+    "STATE_TYPES",
+    "Checkpoint",
+    "decode_tree",
+    "encode_tree",
+    "has_checkpoint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "save_state_dict",
+    "state_dict_from_vector",
+]

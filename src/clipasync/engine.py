@@ -398,8 +398,9 @@ def run(
         "exhausted",
     ):
         last = rec.evals[-1]["time"] if rec.evals else -1.0
-        if now > last and do_eval(now, arrivals) == "target":
-            reason = "target"
+        final = do_eval(now, arrivals) if now > last else None
+        if final in ("target", "diverged"):  # a run that ends diverged says so
+            reason = final
     assert reason is not None
     return RunResult(
         params=policy.params(state),

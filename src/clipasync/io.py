@@ -7,6 +7,13 @@ half-written ``summary.json``. Records are CSV, JSON, YAML or text (never pickle
 ``pandas.read_csv`` loads an arrival table in one line. A destination ending in ``.gz``
 is written gzip-compressed (deterministically: no time stamp or file name in the
 header) and read back transparently by :func:`read_columns` and ``pandas.read_csv``.
+
+Files get the modes the umask allows (``0644`` and ``0755`` under the usual
+``022``), like any file the user writes, although the temporary sibling starts
+private. A results directory is data that others send: reading never inflates a
+file beyond :func:`~clipasync.reading.max_read_bytes` (``CLIPASYNC_MAX_READ_MB``,
+default 256 MiB), and :func:`~clipasync.reading.inside` keeps every path read from
+it within it (:mod:`clipasync.reading`; re-exported here).
 """
 
 from __future__ import annotations
@@ -26,10 +33,30 @@ from typing import IO, Any
 
 import numpy as np
 
-from clipasync.errors import ConfigError
+from clipasync.reading import (
+    DEFAULT_MAX_READ_MB,
+    MAX_READ_ENV,
+    inside,
+    max_read_bytes,
+    open_text,
+    read_columns,
+    read_json,
+    read_text,
+)
 
 #: Prefix of temporary files and directories; readers skip names that start with it.
 TMP_PREFIX = ".tmp-"
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it (Linux), else set and restored."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(path: Path) -> None:
@@ -57,6 +84,7 @@ def _atomic_text(dest: Path) -> Iterator[IO[str]]:
     """
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=dest.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes it 0600
         with os.fdopen(fd, "wb") as raw:
             if _is_gzip(dest):
                 gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
@@ -77,14 +105,6 @@ def _atomic_text(dest: Path) -> Iterator[IO[str]]:
             os.unlink(tmp)
         raise
     _fsync_dir(dest.parent)
-
-
-def open_text(path: str | Path) -> IO[str]:
-    """Open a file written here for reading as UTF-8 text (``.gz``: decompressed)."""
-    p = Path(path)
-    if _is_gzip(p):
-        return gzip.open(p, "rt", encoding="utf-8", newline="")
-    return open(p, encoding="utf-8", newline="")
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -133,12 +153,6 @@ def write_json_atomic(path: str | Path, data: Any) -> Path:
     return write_text_atomic(path, text + "\n")
 
 
-def read_json(path: str | Path) -> Any:
-    """Read a JSON file written by :func:`write_json_atomic`."""
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
 def _cell(value: Any) -> str:
     if value is None:  # not recorded: an empty cell, read back as NaN
         return ""
@@ -180,55 +194,6 @@ def write_csv_atomic(
     return dest
 
 
-_BOOLEANS = {"True": 1.0, "False": 0.0}  # booleans of older records (now 0/1)
-
-
-def _number(cell: str) -> float:
-    """A cell as a float: empty → NaN (a value not recorded there)."""
-    if not cell:
-        return math.nan
-    b = _BOOLEANS.get(cell)
-    return float(cell) if b is None else b
-
-
-def read_columns(path: str | Path) -> dict[str, np.ndarray[Any, Any]]:
-    """Read a CSV written by :func:`write_csv_atomic` (``.gz`` too) as float columns.
-
-    Empty cells become NaN and ``True``/``False`` become 1/0. Anything else that is
-    not a number, or a row of the wrong length, means the file is not one of ours
-    (or was edited by hand) and raises instead of turning silently into NaN.
-
-    Raises:
-        ConfigError: Naming the file, line and column of the first bad cell.
-    """
-    with open_text(path) as fh:
-        reader = csv.reader(fh)
-        header = next(reader, [])
-        rows = list(reader)
-    table = np.empty((len(rows), len(header)), dtype=np.float64)
-    for i, row in enumerate(rows):
-        if len(row) != len(header):
-            raise ConfigError(
-                f"{path}: line {i + 2} has {len(row)} cells, the header {len(header)}"
-            )
-        try:
-            table[i] = [_number(cell) for cell in row]
-        except ValueError:
-            j = next(j for j, c in enumerate(row) if not _is_number(c))
-            raise ConfigError(
-                f"{path}: line {i + 2}, column {header[j]!r}: not a number: {row[j]!r}"
-            ) from None
-    return {name: table[:, j].copy() for j, name in enumerate(header)}
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        _number(cell)
-    except ValueError:
-        return False
-    return True
-
-
 def write_rows_csv_atomic(
     path: str | Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()
 ) -> Path:
@@ -260,6 +225,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=TMP_PREFIX + dest.name + "-", dir=dest.parent))
     try:
+        os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes it 0700
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -289,3 +255,22 @@ def remove_leftovers(directory: str | Path) -> int:
                     entry.unlink()
             count += 1
     return count
+
+
+__all__ = [
+    "DEFAULT_MAX_READ_MB",
+    "MAX_READ_ENV",
+    "TMP_PREFIX",
+    "atomic_dir",
+    "inside",
+    "max_read_bytes",
+    "open_text",
+    "read_columns",
+    "read_json",
+    "read_text",
+    "remove_leftovers",
+    "write_csv_atomic",
+    "write_json_atomic",
+    "write_rows_csv_atomic",
+    "write_text_atomic",
+]

@@ -339,22 +339,44 @@ class TraceTimes:
                         w, t = int(row["worker"]), float(row["compute_time"])
                     except (TypeError, ValueError):
                         raise ConfigError(
-                            f"trace {path} line {line}: bad row {row}"
+                            f"trace {path} line {line}: bad row {str(row)[:80]}"
                         ) from None
-                    if w < 0:
+                    if not 0 <= w < MAX_TRACE_WORKERS:
                         raise ConfigError(
-                            f"trace {path} line {line}: negative worker {w}"
+                            f"trace {path} line {line}: worker {w} is not in "
+                            f"0..{MAX_TRACE_WORKERS - 1}"
+                        )
+                    if not (math.isfinite(t) and t > 0):
+                        raise ConfigError(
+                            f"trace {path} line {line}: compute_time must be "
+                            f"finite and positive (got {t})"
                         )
                     rows.setdefault(w, []).append(t)
         except FileNotFoundError:
             raise ConfigError(f"trace file not found: {path}") from None
+        except IsADirectoryError:
+            raise ConfigError(f"trace {path} is a directory, not a CSV file") from None
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise ConfigError(
+                f"trace {path} is not a readable CSV ({exc!s:.60})"
+            ) from None
         if not rows:
             raise ConfigError(f"trace {path} has no rows")
         n = max(rows) + 1
         missing = [i for i in range(n) if i not in rows]
         if missing:
-            raise ConfigError(f"trace {path} has no jobs for workers {missing}")
+            shown = ", ".join(map(str, missing[:5])) + (
+                ", ..." if len(missing) > 5 else ""
+            )
+            raise ConfigError(
+                f"trace {path} has no jobs for {len(missing)} workers ({shown})"
+            )
         return cls(tuple(tuple(rows[i]) for i in range(n)), cycle=cycle)
+
+
+#: Largest number of workers a trace may name (worker ids 0..MAX - 1): a 4-line
+#: file naming worker 30,000,000 would otherwise allocate 30 million rows.
+MAX_TRACE_WORKERS = 100_000
 
 
 @dataclass(frozen=True)

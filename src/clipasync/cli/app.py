@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from clipasync.cli.diagnostics import hp_cmd, noise_cmd, theory_cmd
-from clipasync.cli.guard import guard
+from clipasync.cli.guard import check_run_options, guard, one_line_usage_errors
 from clipasync.cli.options import (
     EventsOpt,
     MeanOpt,
@@ -59,6 +59,7 @@ from clipasync.reports.compare import compare_reports
 from clipasync.reports.report import build_ray_report, build_report
 from clipasync.sim import simulate_timing
 
+one_line_usage_errors()
 app = typer.Typer(
     name="clipasync",
     help="Asynchronous SGD with clipping against stragglers: run, report, inspect.",
@@ -73,7 +74,7 @@ def run_cmd(
     config: Annotated[Path, typer.Argument(help="Experiment YAML file.")],
     set_: SetOpt = None,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(help="Report directory (default reports/<name>-<timestamp>)."),
     ] = None,
     workers: WorkersOpt = None,
@@ -94,9 +95,13 @@ def run_cmd(
         typer.Option(help="ray: join this Ray cluster (HOST:PORT), not a local Ray."),
     ] = None,
     time_unit: Annotated[
-        float,
-        typer.Option(help="ray: seconds per time unit of the config.", min=1e-6),
-    ] = 0.05,
+        float | None,
+        typer.Option(
+            help="ray: seconds per time unit of the config [default: 0.05].",
+            min=1e-6,
+            max=3600,
+        ),
+    ] = None,
     no_inject: Annotated[
         bool,
         typer.Option(
@@ -104,8 +109,11 @@ def run_cmd(
         ),
     ] = False,
     checkpoint_every: Annotated[
-        int, typer.Option(help="ray: checkpoint the driver every N updates.", min=1)
-    ] = 200,
+        int | None,
+        typer.Option(
+            help="ray: checkpoint the driver every N updates [default: 200].", min=1
+        ),
+    ] = None,
     no_batch: Annotated[
         bool,
         typer.Option(
@@ -121,12 +129,24 @@ def run_cmd(
     """
 
     def go() -> Path:
+        check_run_options(
+            backend,
+            out,
+            {
+                "--address": address,
+                "--time-unit": time_unit,
+                "--no-inject": no_inject or None,
+                "--checkpoint-every": checkpoint_every,
+            },
+            {"--no-batch": no_batch or None},
+        )
         cfg = load_config(config, set_ or [], profile=profile)
         specs = expand(cfg)
-        target = out
+        target = Path(out) if out is not None else None
         if target is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             target = Path("reports") / f"{cfg.name}-{stamp}"
+        where.append(target)
         if not no_progress:
             stages = " (tuning stage; refine and eval follow)" if cfg.protocol else ""
             typer.echo(f"{cfg.name}: {len(specs)} runs{stages} -> {target}", err=True)
@@ -136,9 +156,9 @@ def run_cmd(
                 cfg,
                 target,
                 address=address,
-                time_unit_s=time_unit,
+                time_unit_s=0.05 if time_unit is None else time_unit,
                 inject_delays=not no_inject,
-                checkpoint_every=checkpoint_every,
+                checkpoint_every=200 if checkpoint_every is None else checkpoint_every,
                 source=(config.read_text(), list(set_ or []), profile),
             )
             build_ray_report(path)
@@ -157,7 +177,8 @@ def run_cmd(
             typer.echo(f"done in {time.perf_counter() - t0:.1f} s", err=True)
         return path
 
-    path = guard(go)
+    where: list[Path] = []  # the report directory, once known (for Ctrl-C)
+    path = guard(go, lambda: where[0] if where else None)
     typer.echo(str(path))
 
 
@@ -177,7 +198,7 @@ def resume_cmd(
         build_ray_report(path)
         return path
 
-    typer.echo(str(guard(go)))
+    typer.echo(str(guard(go, lambda: run_dir)))
 
 
 @app.command("trace")

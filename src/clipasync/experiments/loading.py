@@ -14,9 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from clipasync.errors import ConfigError
+from clipasync.experiments.safe_yaml import MAX_TEXT, load_yaml
 from clipasync.experiments.schema import ExperimentConfig, set_dotted, validate_config
 
 
@@ -24,17 +23,15 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Split ``key.sub=value`` and parse the value as YAML.
 
     Raises:
-        ConfigError: If there is no ``=`` or the value is not valid YAML.
+        ConfigError: If there is no ``=`` or the value is not valid YAML (read by
+            :func:`~clipasync.experiments.safe_yaml.load_yaml`: bounded aliases and
+            nesting, no repeated keys).
     """
     key, sep, value = text.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"bad override {text!r}: expected key.sub=value")
-    try:
-        return key, yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        line = str(exc).splitlines()[0]
-        raise ConfigError(f"bad override {text!r}: {line}") from None
+    return key, load_yaml(value, f"override {text[:80]!r}")
 
 
 def apply_profile(raw: dict[str, Any], profile: str | None = None) -> None:
@@ -88,18 +85,19 @@ def load_config(
     """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.exists() and not p.is_file():
+            raise ConfigError(f"cannot read config {p}: not a regular file")
+        with open(p, "rb") as fh:  # bounded: /dev/zero is not a config
+            text = fh.read(MAX_TEXT + 1).decode("utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"config error: {p}{where}: {problem}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config error: {p}: not UTF-8 text (byte {exc.start})"
+        ) from None
+    raw = load_yaml(text, str(p))
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -139,8 +137,16 @@ def saved_root(out_dir: str | Path) -> str | None:
     """
     path = Path(out_dir) / "config.resolved.yaml"
     try:
-        resolved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return None
-    root = (resolved.get("problem") or {}).get("root")
-    return str(root) if root else None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    if len(text) > MAX_TEXT:
+        raise ConfigError(f"{path}: larger than {MAX_TEXT} characters")
+    resolved = load_yaml(text, str(path))
+    problem = resolved.get("problem") if isinstance(resolved, dict) else None
+    root = problem.get("root") if isinstance(problem, dict) else None
+    if root is not None and not isinstance(root, str):
+        raise ConfigError(f"{path}: problem.root must be a folder name")
+    return root or None

@@ -36,7 +36,8 @@ from pydantic import (
 )
 
 from clipasync.errors import HyperparameterError
-from clipasync.experiments.fields import as_list, nonempty, powers
+from clipasync.experiments.fields import STRICT_VALUES, as_list, nonempty, powers
+from clipasync.experiments.limits import check_at_most
 from clipasync.experiments.messages import describe, fields_at
 from clipasync.experiments.relative import (
     GridPoint,
@@ -147,7 +148,7 @@ def _build_model(cls: type) -> type[BaseModel]:
         )
     return create_model(
         cls.__name__,
-        __config__=ConfigDict(extra="forbid", populate_by_name=True),
+        __config__=ConfigDict(extra="forbid", populate_by_name=True, **STRICT_VALUES),
         __validators__=validators,
         **definitions,
     )
@@ -264,6 +265,12 @@ class MethodConfig(BaseModel):
             for name, v in given
         }
         self._relative = relative
+        check_at_most(
+            "grid",
+            math.prod(len(v) for v in values.values() if isinstance(v, list)),
+            "grid",
+            "points",
+        )
         try:
             # A quantile grid is checked at c = 1 here and resolved per problem.
             quantiles = relative is not None and relative.noise_quantile is not None

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from clipasync.checkpoint import save_state_dict
+from clipasync.checkpoint import has_checkpoint, load_checkpoint, save_state_dict
 from clipasync.engine import Target
 from clipasync.errors import ConfigError
 from clipasync.experiments.build import (
@@ -48,7 +48,10 @@ from clipasync.experiments.build import (
 from clipasync.experiments.execute import RunOutcome, summarise
 from clipasync.experiments.grid import RunSpec, expand
 from clipasync.experiments.loading import load_config, saved_root
+from clipasync.experiments.outlock import lock_out_dir
 from clipasync.experiments.protocol import run_protocol
+from clipasync.experiments.ray_settings import read_backend_settings
+from clipasync.experiments.records import check_summary
 from clipasync.experiments.rundir import (
     ARRIVALS_FILE,
     RUNS_DIR,
@@ -58,7 +61,7 @@ from clipasync.experiments.rundir import (
     save_run,
 )
 from clipasync.experiments.schema import ExperimentConfig
-from clipasync.io import read_columns, read_json, write_json_atomic, write_text_atomic
+from clipasync.io import inside, read_columns, write_json_atomic, write_text_atomic
 from clipasync.policies.registry import lookup
 from clipasync.recorder import Recorder
 from clipasync.runtime.driver import checkpoint_streams, run_resumable
@@ -247,9 +250,34 @@ def run_experiment_on_ray(
             from, kept in the directory so that :func:`resume_experiment` can
             rebuild the same config (default: taken from an earlier call).
     """
-    out = Path(out_dir)
+    with lock_out_dir(out_dir) as out:
+        return _run_on_ray_locked(
+            config,
+            out,
+            address=address,
+            time_unit_s=time_unit_s,
+            inject_delays=inject_delays,
+            checkpoint_every=checkpoint_every,
+            num_cpus=num_cpus,
+            resume=resume,
+            source=source,
+        )
+
+
+def _run_on_ray_locked(
+    config: ExperimentConfig,
+    out: Path,
+    *,
+    address: str | None,
+    time_unit_s: float,
+    inject_delays: bool,
+    checkpoint_every: int,
+    num_cpus: int | None,
+    resume: bool,
+    source: tuple[str, list[str], str | None] | None,
+) -> Path:
     # Join (or start) Ray first: a cluster that cannot be joined fails in seconds,
-    # with one line, before anything is written into ``out``.
+    # with one line (ray_session.check_cluster), before anything is written.
     problems = [s.problem for s in expand(config)]
     start_ray(address, num_cpus, ray_runtime_env(problems, out, address))
     runs_dir, specs = prepare_out_dir(config, out)
@@ -311,7 +339,7 @@ def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
             f"{out} is not a Ray experiment directory (no {BACKEND_FILE}); "
             "a simulated experiment resumes by rerunning `clipasync run` with --out"
         )
-    settings = read_json(settings_path)
+    settings = read_backend_settings(settings_path)
     if not (out / SOURCE_FILE).is_file():
         raise ConfigError(
             f"{out} has no {SOURCE_FILE}: it was started without its source config "
@@ -323,6 +351,12 @@ def resume_experiment(out_dir: str | Path, address: str | None = None) -> Path:
         profile=settings.get("profile"),
         root=saved_root(out),
     )
+    for spec in expand(config):  # every checkpoint is read (and checked) up front
+        ckpt_dir = inside(out, f"{CHECKPOINTS_DIR}/{spec.run_id}", "checkpoint")
+        if load_summary(out / RUNS_DIR / spec.run_id) is None and has_checkpoint(
+            ckpt_dir
+        ):
+            load_checkpoint(ckpt_dir)
     return run_experiment_on_ray(
         config,
         out,
@@ -351,14 +385,22 @@ def export_trace(run_dir: str | Path, out: str | Path | None = None) -> dict[str
     arrivals = arrivals_path(run)
     if summary is None or arrivals is None:
         raise ConfigError(f"{run} is not a finished run with {ARRIVALS_FILE}")
-    columns = read_columns(arrivals)
+    summary = check_summary(summary, run / "summary.json")
+    columns = read_columns(
+        arrivals, require=("job", "worker", "time", "compute_time", "applied", "delay")
+    )
+    try:
+        spec_timing = build_timing(summary["timing"])
+        policy = build_policy(
+            summary["policy"], lookup(summary["policy"]).from_hyper(summary["hyper"])
+        )
+    except (KeyError, TypeError) as exc:
+        raise ConfigError(
+            f"{run}/summary.json: no timing, policy or hyper a run writes ({exc!s:.60})"
+        ) from None
     trace_path = Path(out) if out is not None else run / "trace.csv"
     # Times in the records are already in time units (RayPool time_unit_s).
     write_trace(columns, trace_path, 1.0)
-    spec_timing = build_timing(summary["timing"])
-    policy = build_policy(
-        summary["policy"], lookup(summary["policy"]).from_hyper(summary["hyper"])
-    )
     cmp = compare_sim_to_real(columns, spec_timing, 1.0, policy=policy)
     data = {
         "run_id": summary["run_id"],

@@ -29,12 +29,15 @@ from typing import Any
 import numpy as np
 import yaml
 
+from clipasync.errors import ConfigError
 from clipasync.experiments.build import check_user_problems
 from clipasync.experiments.execute import RunOutcome
 from clipasync.experiments.grid import RunSpec, expand
+from clipasync.experiments.records import check_run_ids, check_summary
 from clipasync.experiments.schema import ExperimentConfig
 from clipasync.io import (
     atomic_dir,
+    inside,
     read_json,
     remove_leftovers,
     write_csv_atomic,
@@ -139,13 +142,19 @@ def load_runs(
     Args:
         out_dir: Report directory.
         run_ids: Restrict to these ids (default: ``runs.json`` if present, else all).
+
+    Raises:
+        ConfigError: If ``runs.json`` or a summary is malformed, or names a path
+            outside ``out_dir`` (:mod:`clipasync.experiments.records`).
     """
     out = Path(out_dir)
     runs_dir = out / RUNS_DIR
     if run_ids is None:
-        index = out / "runs.json"
+        index = inside(out, "runs.json", "run index")
+        if index.exists() and not index.is_file():
+            raise ConfigError(f"{index}: not a file")
         if index.is_file():
-            run_ids = [str(r) for r in read_json(index)]
+            run_ids = check_run_ids(read_json(index), index)
         elif runs_dir.is_dir():
             run_ids = sorted(
                 p.name for p in runs_dir.iterdir() if not p.name.startswith(".")
@@ -154,7 +163,7 @@ def load_runs(
             run_ids = []
     out_list = []
     for rid in run_ids:
-        s = load_summary(runs_dir / rid)
-        if s is not None:
-            out_list.append(s)
+        path = inside(out, f"{RUNS_DIR}/{rid}/{SUMMARY_FILE}", "run record")
+        if path.exists() or path.is_symlink():
+            out_list.append(check_summary(read_json(path), path))
     return out_list

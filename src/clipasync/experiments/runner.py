@@ -11,19 +11,27 @@ Command line: ``clipasync run experiments/stragglers.yaml``.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from clipasync.checkpoint import save_state_dict
+from clipasync.errors import ConfigError
 from clipasync.experiments.batched import execute_group, group_specs
 from clipasync.experiments.build import build_problem, one_torch_thread
 from clipasync.experiments.diagnose import tail_index_diagnostics
 from clipasync.experiments.execute import execute
 from clipasync.experiments.grid import RunSpec
+from clipasync.experiments.limits import check_at_most
+from clipasync.experiments.outlock import lock_out_dir
 from clipasync.experiments.protocol import run_protocol
 from clipasync.experiments.rundir import load_summary, prepare_out_dir, save_run
 from clipasync.experiments.schema import ExperimentConfig
@@ -117,6 +125,10 @@ def resolve_workers(workers: str | int, num_runs: int) -> int:
         except AttributeError:  # pragma: no cover - not Linux
             cores = os.cpu_count() or 1
         return max(1, min(cores, num_runs))
+    try:
+        check_at_most("--workers", int(workers), "processes", "processes")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return max(1, int(workers))
 
 
@@ -137,6 +149,43 @@ def _single_threaded_blas() -> None:
     else:
         threadpool_limits(1)
     one_torch_thread()  # torch (imported later, by a problem) gets 1 thread too
+
+
+def _end_with_driver(driver: int) -> None:
+    """Make this worker process exit as soon as the driver ``driver`` is gone.
+
+    A driver killed outright (SIGKILL, an OOM kill) runs no clean-up, and without
+    this its workers would finish the queued runs with no one to read them. Two
+    guards: the kernel's parent-death signal (Linux; the parent is the forkserver,
+    which exits with the driver), and a daemon thread that polls the driver's pid.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(driver, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pid reused by another user's process
+                os._exit(1)
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(0.2)
+
+    threading.Thread(target=watch, name="driver-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(driver: int) -> None:
+    """Initializer of a worker process: one BLAS thread, ends with its driver."""
+    _end_with_driver(driver)
+    _single_threaded_blas()
 
 
 def _run_units(
@@ -163,23 +212,40 @@ def _run_units(
     ctx = multiprocessing.get_context(
         "forkserver" if "forkserver" in methods else "spawn"
     )
-    with cf.ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=_single_threaded_blas
-    ) as pool:
-        futures = [
-            pool.submit(
-                execute_unit_and_save, u, str(runs_dir), keep, save_final, tensorboard
-            )
-            for u in units
-        ]
-        try:
-            for fut in cf.as_completed(futures):
-                for summary in fut.result():
-                    on_done(summary)
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    pool = cf.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(os.getpid(),),
+    )
+    futures = [
+        pool.submit(
+            execute_unit_and_save, u, str(runs_dir), keep, save_final, tensorboard
+        )
+        for u in units
+    ]
+    try:
+        for fut in cf.as_completed(futures):
+            for summary in fut.result():
+                on_done(summary)
+    except BaseException:
+        # Ctrl-C or a failed run: stop the runs in flight now (each may take
+        # minutes) instead of waiting for them; finished runs are already saved.
+        _stop(pool)
+        raise
+    pool.shutdown()
+
+
+def _stop(pool: cf.ProcessPoolExecutor) -> None:
+    """End a pool's worker processes without waiting for their runs."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        with contextlib.suppress(OSError, AttributeError):
+            proc.terminate()
+    for proc in processes:
+        with contextlib.suppress(OSError, AttributeError, ValueError):
+            proc.join(5)
 
 
 def run_experiment(
@@ -210,8 +276,22 @@ def run_experiment(
 
     Returns:
         ``out_dir`` as a path.
+
+    Raises:
+        ConfigError: If another run holds ``out_dir``
+            (:func:`~clipasync.experiments.outlock.lock_out_dir`).
     """
-    out = Path(out_dir)
+    with lock_out_dir(out_dir) as out:
+        return _run_locked(config, out, progress, workers, batch)
+
+
+def _run_locked(
+    config: ExperimentConfig,
+    out: Path,
+    progress: bool,
+    workers: int | None,
+    batch: bool | None,
+) -> Path:
     runs_dir, specs = prepare_out_dir(config, out)
     tail = config.diagnostics.tail_index if config.diagnostics else None
     save_final = tail is not None and "final" in tail.at

@@ -27,6 +27,7 @@ next to the measured ones). :func:`validate_config` turns pydantic's report into
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from typing import Annotated, Any, Literal
 
@@ -34,6 +35,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from clipasync.errors import ConfigError
 from clipasync.experiments.fields import PositiveFloat, Strict, as_list, nonempty
+from clipasync.experiments.limits import check_at_most, check_run_budget
 from clipasync.experiments.messages import one_line
 from clipasync.experiments.methods import MethodConfig
 from clipasync.experiments.sections import (
@@ -50,7 +52,9 @@ from clipasync.experiments.timing_schema import TimingConfig, timing_workers
 class ExperimentConfig(Strict):
     """A whole experiment file (see the module docstring)."""
 
-    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    ]
     description: str = ""
     seeds: list[Annotated[int, Field(ge=0)]] = Field(default_factory=lambda: [0])
     problem: ProblemConfig
@@ -76,6 +80,7 @@ class ExperimentConfig(Strict):
     @classmethod
     def _workers(cls, v: Any) -> Any:
         if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+            check_at_most("workers", 1 if v == "auto" else v, "processes", "processes")
             return v
         raise ValueError(f"must be 'auto' or an integer >= 1 (got {v!r})")
 
@@ -98,9 +103,10 @@ class ExperimentConfig(Strict):
         if not v:
             raise ValueError("empty: name at least one method")
         for name in v:
-            if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+            if not re.fullmatch(r"[A-Za-z0-9_\-]{1,64}", name):
                 raise ValueError(
-                    f"method name {name!r} may use only letters, digits, _ -"
+                    f"method name {name[:70]!r} may use only letters, digits, _ - "
+                    "(at most 64)"
                 )
         return v
 
@@ -139,6 +145,7 @@ class ExperimentConfig(Strict):
             raise ValueError("eval_every: required when stop.target is set")
         self._protocol_checks()
         self._federated_checks()
+        check_sizes(self)
         for point in self.sweep_points():
             if not point:
                 continue
@@ -239,6 +246,23 @@ class ExperimentConfig(Strict):
             for name, m in self.methods.items()
         }
         return out
+
+
+def check_sizes(config: ExperimentConfig) -> None:
+    """Refuse an experiment whose grid, or one of whose runs, is effectively endless
+    (:mod:`clipasync.experiments.limits`); at a sweep point via :meth:`at`."""
+    points = math.prod(len(v) for v in (config.sweep or {}).values())
+    grid = sum(m.grid_size() for m in config.methods.values())
+    seeds = len(config.first_stage_seeds) + (
+        len(config.protocol.eval_seeds) if config.protocol else 0
+    )
+    check_at_most("experiment", points * grid * seeds, "runs", "runs")
+    if not config.sweep:
+        check_run_budget(
+            config.stop.model_dump(exclude_none=True),
+            config.timing.model_dump(exclude_none=True),
+            config.eval_every,
+        )
 
 
 def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:

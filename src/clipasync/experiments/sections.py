@@ -17,8 +17,9 @@ each method's configuration on tuning seeds and scores it on fresh evaluation se
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -31,9 +32,30 @@ from clipasync.experiments.fields import (
     as_list,
     nonempty,
 )
+from clipasync.experiments.limits import check_at_most
 from clipasync.problems import PROBLEMS
 from clipasync.problems.noise import NOISES
 from clipasync.sim.availability import make_dropout
+
+
+def check_plain(where: str, values: Any) -> None:
+    """Refuse what a factory keyword can never mean: a non-finite number (``.nan``
+    would become a random seed) and a ``seed`` that is not an integer >= 0.
+
+    Raises:
+        ValueError: Naming the dotted key.
+    """
+    items = values.items() if isinstance(values, dict) else enumerate(values)
+    for key, v in items:
+        at = f"{where}.{key}"
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ValueError(f"{at}: must be a finite number (got {v})")
+        if (str(key) == "seed" or str(key).endswith("_seed")) and (
+            isinstance(v, bool) or not isinstance(v, int) or v < 0
+        ):
+            raise ValueError(f"{at}: must be an integer >= 0 (got {v!r})")
+        if isinstance(v, dict | list):
+            check_plain(at, v)
 
 
 def problem_names() -> list[str]:
@@ -55,7 +77,7 @@ class NoiseConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    kind: str
+    kind: Annotated[str, Field(strict=True)]
 
     @field_validator("kind")
     @classmethod
@@ -67,13 +89,18 @@ class NoiseConfig(BaseModel):
             )
         return kind
 
+    @model_validator(mode="after")
+    def _plain_values(self) -> NoiseConfig:
+        check_plain("problem.noise", self.model_extra or {})
+        return self
+
 
 class ProblemConfig(BaseModel):
     """A problem of the registry; extra keys are the factory's keyword arguments."""
 
     model_config = ConfigDict(extra="allow")
 
-    name: str
+    name: Annotated[str, Field(strict=True)]
     noise: NoiseConfig | None = None
 
     @model_validator(mode="before")
@@ -93,6 +120,20 @@ class ProblemConfig(BaseModel):
                 f"unknown problem {name!r}; choose one of: {', '.join(known)}"
             )
         return name
+
+    @model_validator(mode="after")
+    def _plain_values(self) -> ProblemConfig:
+        extra = self.model_extra or {}
+        check_plain("problem", extra)
+        params = inspect.signature(PROBLEMS[self.name]).parameters
+        for key, value in extra.items():
+            p = params.get(key)
+            if value is None and p is not None and p.default not in (None, p.empty):
+                raise ValueError(
+                    f"problem.{key}: null is not a value (the default is "
+                    f"{p.default!r}); give one or leave the key out"
+                )
+        return self
 
     def kwargs(self) -> dict[str, Any]:
         """Return the factory's keyword arguments (every key but name and noise)."""
@@ -247,6 +288,7 @@ def seed_list(value: Any) -> Any:
             raise ValueError(
                 f"seed range {name} must be an integer >= {low} (got {v!r})"
             )
+    check_at_most("seed range count", count, "runs", "seeds")
     return list(range(first, first + count))
 
 
@@ -275,6 +317,8 @@ class ProtocolConfig(Strict):
     ``equal_budget`` every method must have as many coarse grid points as the others.
     ``confidence`` is the level of the report's intervals.
     """
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset({"refine"})
 
     tuning_seeds: list[Seed]
     eval_seeds: list[Seed]

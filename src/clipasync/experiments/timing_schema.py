@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from clipasync.experiments.fields import PositiveFloat, PositiveInt, Strict, nonempty
+from clipasync.experiments.limits import check_at_most
 
 #: Timing kinds: description, required fields, optional fields.
 TIMING_KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -96,6 +97,9 @@ class TimingConfig(Strict):
                 raise ValueError(
                     f"timing.{name}: required for timing kind {self.kind!r}"
                 )
+        n = timing_workers(self)
+        if n is not None:
+            check_at_most("timing: number of workers", n, "workers", "workers")
         if (
             self.kind in ("exponential", "lognormal", "pareto", "slow_prob")
             and not isinstance(self.mean, list)

@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from clipasync.errors import ConfigError
 from clipasync.experiments.analysis import Analysis, representative
 from clipasync.experiments.rundir import RUNS_DIR, arrivals_path
-from clipasync.io import read_columns
+from clipasync.io import inside, read_columns
 from clipasync.reports.scores import CellStats, Key
 from clipasync.reports.text import as_float
 
@@ -141,9 +142,11 @@ def report_figures(
             if cell is None:
                 continue
             run = representative(cell)
-            path = out / RUNS_DIR / run["run_id"] / "evals.csv"
+            path = inside(out, f"{RUNS_DIR}/{run['run_id']}/evals.csv", "record")
+            if path.exists() and not path.is_file():
+                raise ConfigError(f"{path}: not a file")
             if path.is_file():
-                ev = read_columns(path)
+                ev = read_columns(path, require=("time",))
                 if metric in ev:
                     panel[m] = (ev["time"], ev[metric])
         if panel:
@@ -164,10 +167,11 @@ def report_figures(
         if cell is None:
             continue
         run = representative(cell)
-        path = arrivals_path(out / RUNS_DIR / run["run_id"])
-        if path is None:
+        found = arrivals_path(out / RUNS_DIR / run["run_id"])
+        if found is None:
             continue
-        arr = read_columns(path)
+        found = inside(out, str(found.relative_to(out)), "record")
+        arr = read_columns(found, require=("delay", "applied", "pre_clip_norm"))
         delays[m] = arr["delay"]
         if run.get("policy") == "async_sgd":
             ok = arr["applied"] > 0

@@ -30,13 +30,10 @@ Command line: ``clipasync report RUN_DIR`` rebuilds everything from ``runs/``;
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from clipasync.errors import ConfigError
+from clipasync.errors import ClipasyncError, ConfigError
 from clipasync.experiments.analysis import (
     EVAL,
     LEGACY,
@@ -48,7 +45,14 @@ from clipasync.experiments.analysis import (
 )
 from clipasync.experiments.ray_backend import sim_to_real_section
 from clipasync.experiments.rundir import load_runs
-from clipasync.io import write_rows_csv_atomic, write_text_atomic
+from clipasync.experiments.safe_yaml import load_yaml
+from clipasync.io import (
+    inside,
+    read_json,
+    read_text,
+    write_rows_csv_atomic,
+    write_text_atomic,
+)
 from clipasync.reports.figures import report_figures
 from clipasync.reports.markdown import render_markdown
 from clipasync.reports.protocol_report import ProtocolInputs, render_protocol
@@ -138,10 +142,12 @@ def build_report(out_dir: str | Path) -> Path:
             (for the protocol: no finished evaluation run).
     """
     out = Path(out_dir)
-    cfg_path = out / "config.resolved.yaml"
+    cfg_path = inside(out, "config.resolved.yaml", "resolved config")
     if not cfg_path.is_file():
         raise ConfigError(f"{out} is not a run directory (no config.resolved.yaml)")
-    config = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    config = load_yaml(read_text(cfg_path), str(cfg_path))
+    if not isinstance(config, dict):
+        raise ConfigError(f"{cfg_path}: not a resolved config (a mapping)")
     runs = load_runs(out)
     if not runs:
         raise ConfigError("no finished runs to report on")
@@ -149,14 +155,26 @@ def build_report(out_dir: str | Path) -> Path:
     diagnostics = None
     if diag_path.is_file():
         try:
-            diagnostics = json.loads(diag_path.read_text(encoding="utf-8"))
-        except ValueError:
+            diagnostics = read_json(diag_path)
+        except ConfigError:
             diagnostics = None
-    stages = split_stages(runs)
-    if set(stages) - {LEGACY}:
-        text = _protocol_report(out, config, stages, diagnostics)
-    else:
-        text = _legacy_report(out, config, runs, diagnostics)
+        if not isinstance(diagnostics, dict):
+            diagnostics = None
+    try:
+        stages = split_stages(runs)
+        if set(stages) - {LEGACY}:
+            text = _protocol_report(out, config, stages, diagnostics)
+        else:
+            text = _legacy_report(out, config, runs, diagnostics)
+    except ClipasyncError:
+        raise
+    except (KeyError, TypeError, IndexError, AttributeError) as exc:
+        # The records were checked field by field (experiments.records); what is
+        # left is a combination no run writes, i.e. a directory edited by hand.
+        raise ConfigError(
+            f"{out}: the run records do not fit together ({type(exc).__name__}: "
+            f"{exc!s:.80}); were they edited by hand?"
+        ) from None
     return write_text_atomic(out / "report.md", text)
 
 
