@@ -21,9 +21,15 @@ import numpy.typing as npt
 
 from clipasync.errors import ConfigError
 from clipasync.policies.async_sgd import AsyncState
+from clipasync.policies.dc_asgd import DCState
 from clipasync.policies.fedasync import FedAsyncState
+from clipasync.policies.fedavg import FedAvgState
 from clipasync.policies.fedbuff import FedBuffState
+from clipasync.policies.malenia import MaleniaState
+from clipasync.policies.msync import RoundState
+from clipasync.policies.picky import PickyState
 from clipasync.policies.rennala import BatchState
+from clipasync.policies.ringleader import RingleaderState
 from clipasync.policies.ringmaster import RingmasterState
 from clipasync.transforms.adaptive import GeometricClipState, WindowClipState
 
@@ -40,9 +46,15 @@ STATE_TYPES: dict[str, type] = {
     for cls in (
         AsyncState,
         BatchState,
+        DCState,
         FedAsyncState,
+        FedAvgState,
         FedBuffState,
+        MaleniaState,
+        PickyState,
+        RingleaderState,
         RingmasterState,
+        RoundState,
         GeometricClipState,
         WindowClipState,
     )

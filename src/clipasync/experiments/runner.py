@@ -218,13 +218,15 @@ def _run_units(
         initializer=_init_worker,
         initargs=(os.getpid(),),
     )
-    futures = [
-        pool.submit(
-            execute_unit_and_save, u, str(runs_dir), keep, save_final, tensorboard
-        )
-        for u in units
-    ]
     try:
+        # Inside the try: submit() starts the worker processes, and a Ctrl-C
+        # while it does must stop them too (else exit waits for their runs).
+        futures = [
+            pool.submit(
+                execute_unit_and_save, u, str(runs_dir), keep, save_final, tensorboard
+            )
+            for u in units
+        ]
         for fut in cf.as_completed(futures):
             for summary in fut.result():
                 on_done(summary)
