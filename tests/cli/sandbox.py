@@ -4,7 +4,6 @@ bounded time and memory; report what it printed and what it touched."""
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,13 @@ SRC = str(Path(clipasync.__file__).resolve().parents[1])
 #: cache in the user's config folder is matplotlib's, not a result).
 MPL_DIR = Path(tempfile.gettempdir()) / f"clipasync-fuzz-mpl-{os.getuid()}"
 ENTRY = "from clipasync.cli import main; main()"
+#: The child caps its own address space and core size before the CLI starts (no
+#: ``preexec_fn``: the corpus starts cases from several threads, where it is unsafe).
+LIMITED_ENTRY = (
+    "import resource as r; "
+    f"r.setrlimit(r.RLIMIT_AS, ({MEMORY_BYTES}, {MEMORY_BYTES})); "
+    "r.setrlimit(r.RLIMIT_CORE, (0, 0)); " + ENTRY
+)
 
 
 @dataclass
@@ -63,11 +69,6 @@ class Outcome:
         return out
 
 
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     out = {}
     for p in root.rglob("*"):
@@ -103,14 +104,13 @@ def run_cli(
     t0 = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", ENTRY, *args],
+            [sys.executable, "-c", LIMITED_ENTRY, *args],
             cwd=cwd,
             env=full_env,
             capture_output=True,
             text=True,
             errors="replace",
             timeout=timeout,
-            preexec_fn=_limits,
         )
         rc: int | None = proc.returncode
         stdout, stderr = proc.stdout, proc.stderr

@@ -239,9 +239,16 @@ def _run_units(
 
 
 def _stop(pool: cf.ProcessPoolExecutor) -> None:
-    """End a pool's worker processes without waiting for their runs."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
+    """End a pool's worker processes without waiting for their runs.
+
+    Every live child process counts, not only those the pool has listed: a Ctrl-C
+    between a worker's start and its entry in the pool's table would otherwise
+    leave it running its run, and the interpreter's exit waiting for it."""
+    listed = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
+    processes = list(
+        {id(p): p for p in [*listed, *multiprocessing.active_children()]}.values()
+    )
     for proc in processes:
         with contextlib.suppress(OSError, AttributeError):
             proc.terminate()
