@@ -110,6 +110,15 @@ class RandomState(CoreState, Protocol):
         ...
 
 
+class StepState(CoreState, Protocol):
+    """A state that also holds its transform's state."""
+
+    @property
+    def transform_state(self) -> Any:
+        """The state of the policy's gradient transform."""
+        ...
+
+
 C = TypeVar("C", bound=CoreState)
 
 
@@ -186,23 +195,20 @@ def payload_info(
 
 def aggregate_step(
     transform: GradientTransform,
-    x: Vector,
-    transform_state: Any,
-    version: int,
-    num_workers: int,
+    state: StepState,
     direction: Vector | None,
     info: dict[str, float],
 ) -> tuple[Vector, Any]:
-    """Return ``(x − u, ts')`` with ``(u, ts') = T(direction, ts)``: a server step
+    """Return ``(x_k − u, ts')`` with ``(u, ts') = T(direction, ts)``: a server step
     with an aggregate of several arrivals (a mean of gradients, a pseudo-gradient),
     so at delay 0 and from no one worker (``worker = −1``); ``info`` gains the
-    transform's telemetry. ``direction is None`` (timing-only): ``(x, ts)`` kept."""
+    transform's telemetry. ``direction is None`` (timing-only): x_k and ts kept."""
     if direction is None:
-        return x, transform_state
-    ctx = UpdateContext(version, 0, -1, num_workers)
-    u, ts, step_info = transform.update(direction, transform_state, ctx)
+        return state.x, state.transform_state
+    ctx = UpdateContext(state.version, 0, -1, state.num_workers)
+    u, ts, step_info = transform.update(direction, state.transform_state, ctx)
     info.update(step_info)
-    return x - u, ts
+    return state.x - u, ts
 
 
 def skipped_reply(worker: int, dispatch: tuple[int, ...] | None = None) -> Reply:

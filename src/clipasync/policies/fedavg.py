@@ -153,15 +153,7 @@ class FedAvg(PolicyBase[FedAvgState]):
             return new, Reply(applied=False, info=info)
         # None: timing-only run, x is kept
         pseudo_grad = None if total is None else -(total / len(returned))
-        x, ts = aggregate_step(
-            self.server_transform,
-            state.x,
-            state.transform_state,
-            state.version,
-            state.num_workers,
-            pseudo_grad,
-            info,
-        )
+        x, ts = aggregate_step(self.server_transform, state, pseudo_grad, info)
         participants = self._sample(state.rng, state.num_workers)
         new = FedAvgState(
             x, state.version + 1, ts, state.num_workers, state.rng, participants

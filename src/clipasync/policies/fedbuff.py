@@ -159,15 +159,7 @@ class FedBuff(PolicyBase[FedBuffState]):
             return new, Reply(applied=False, dispatch=nxt, info=info)
         # None: timing-only run, advance the version only
         pseudo_grad = None if total is None else -(total / self.buffer_size)
-        x, ts = aggregate_step(
-            self.server_transform,
-            state.x,
-            state.transform_state,
-            state.version,
-            state.num_workers,
-            pseudo_grad,
-            info,
-        )
+        x, ts = aggregate_step(self.server_transform, state, pseudo_grad, info)
         new = FedBuffState(x, state.version + 1, ts, state.num_workers, state.rng)
         return new, Reply(applied=True, dispatch=nxt, info=info)
 

@@ -122,9 +122,7 @@ class Malenia(PolicyBase[MaleniaState]):
             )
             return new, Reply(applied=False, dispatch=(w,), info=info)
         mean = tables.worker_mean(sums, counts)  # None: timing-only run, x is kept
-        x, ts = aggregate_step(
-            self.transform, state.x, state.transform_state, state.version, n, mean, info
-        )
+        x, ts = aggregate_step(self.transform, state, mean, info)
         new = MaleniaState(x, state.version + 1, ts, n, *tables.empty(n))
         if self.cancel_stale:
             # Every worker has one job in flight (arrivals are re-dispatched), all

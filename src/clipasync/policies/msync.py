@@ -126,9 +126,7 @@ class MSync(PolicyBase[RoundState]):
             )
             return new, Reply(applied=False, info=info)
         mean = None if total is None else total / len(waiting)  # None: timing-only
-        x, ts = aggregate_step(
-            self.transform, state.x, state.transform_state, state.version, n, mean, info
-        )
+        x, ts = aggregate_step(self.transform, state, mean, info)
         new = RoundState(x, state.version + 1, ts, n)
         if self.cancel_stale:
             late = tuple(i for i in range(n) if i not in waiting)

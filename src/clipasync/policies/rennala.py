@@ -102,13 +102,7 @@ class _BatchPolicy(PolicyBase[BatchState]):
         ``total is None``, x is kept)."""
         info: dict[str, float] = {}
         x, ts = aggregate_step(
-            self.transform,
-            state.x,
-            state.transform_state,
-            state.version,
-            state.num_workers,
-            None if total is None else total / count,
-            info,
+            self.transform, state, None if total is None else total / count, info
         )
         return BatchState(x, state.version + 1, ts, state.num_workers, None, 0), info
 

@@ -130,9 +130,7 @@ class Ringleader(PolicyBase[RingleaderState]):
         everyone = tuple(range(n)) if state.pending is None else state.pending
         pending = tuple(i for i in everyone if i != w)
         mean = tables.worker_mean(sums, counts)  # None: timing-only run, x is kept
-        x, ts = aggregate_step(
-            self.transform, state.x, state.transform_state, state.version, n, mean, info
-        )
+        x, ts = aggregate_step(self.transform, state, mean, info)
         if pending:
             new = replace(
                 state,
