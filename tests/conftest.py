@@ -4,6 +4,8 @@ known optima, runs on real pools."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,32 @@ from clipasync.types import Vector
 
 #: The repository root (the test folders mirror the packages at any depth).
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def two_node_cluster() -> Iterator[Any]:
+    """A two-node ``ray.cluster_utils.Cluster`` on this machine (one CPU per node,
+    on the loopback address), any Ray session shut down first; on exit the session
+    and the cluster are shut down."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from clipasync.runtime.ray_session import _loopback_node_ip
+
+    if ray.is_initialized():
+        ray.shutdown()
+    with _loopback_node_ip(ray):
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={"num_cpus": 1, "include_dashboard": False},
+        )
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
 
 
 @pytest.fixture

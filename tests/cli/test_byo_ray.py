@@ -14,8 +14,8 @@ ray = pytest.importorskip("ray")
 pytest.importorskip("torch")
 
 from clipasync.cli.app import app  # noqa: E402
-from clipasync.runtime.ray_session import _loopback_node_ip  # noqa: E402
 from tests.cli.byo_project import forget, write_project  # noqa: E402
+from tests.conftest import two_node_cluster  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -87,19 +87,8 @@ def test_user_problems_run_on_a_local_ray(project, tmp_path, monkeypatch):
 
 
 def test_user_problems_run_on_a_two_node_cluster_via_working_dir(project, tmp_path):
-    from ray.cluster_utils import Cluster
-
     mod, factory, torch_cfg = project
-    if ray.is_initialized():
-        ray.shutdown()
-    with _loopback_node_ip(ray):
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 1, "include_dashboard": False},
-        )
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-    try:
+    with two_node_cluster() as cluster:
         address = ["--address", cluster.address]
         quad = run_on_ray(factory, tmp_path / "factory", *address)
         net = run_on_ray(torch_cfg, tmp_path / "torch", *address)
@@ -111,9 +100,6 @@ def test_user_problems_run_on_a_two_node_cluster_via_working_dir(project, tmp_pa
             return str(__import__(mod).__file__)
 
         shipped = ray.get(where.remote())
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
     assert not shipped.startswith(str(factory.parent))  # a copy, not the original
     assert "runtime_resources" in shipped and shipped.endswith(f"{mod}.py")
     assert quad["final"]["loss"] < quad["initial"]["loss"]  # type: ignore[index]

@@ -15,29 +15,17 @@ ray = pytest.importorskip("ray")
 from clipasync.engine import StopRule, run  # noqa: E402
 from clipasync.policies import AsyncSGD  # noqa: E402
 from clipasync.runtime import ProblemTask, RayPool  # noqa: E402
-from clipasync.runtime.ray_session import _loopback_node_ip  # noqa: E402
 from clipasync.timing import FixedTimes  # noqa: E402
 from clipasync.transforms import scale  # noqa: E402
+from tests.conftest import two_node_cluster  # noqa: E402
 
 pytestmark = pytest.mark.ray
 
 
 @pytest.fixture(scope="module")
 def two_nodes():
-    from ray.cluster_utils import Cluster
-
-    if ray.is_initialized():
-        ray.shutdown()
-    with _loopback_node_ip(ray):
-        cluster = Cluster(
-            initialize_head=True,
-            head_node_args={"num_cpus": 1, "include_dashboard": False},
-        )
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+    with two_node_cluster() as cluster:
+        yield cluster
 
 
 def test_pool_joins_a_two_node_cluster_by_address(two_nodes):

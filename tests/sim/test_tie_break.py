@@ -18,13 +18,17 @@ from clipasync.transforms import scale
 from tests.conftest import diag_quadratic_grad, tiny_experiment
 
 
-def _arrivals(tie_break: str) -> dict[str, np.ndarray]:
-    pool = SimulatedPool(FixedTimes((1.0, 1.5)), diag_quadratic_grad, 0, tie_break)  # type: ignore[arg-type]
+def _arrivals(
+    tie_break: str, times: tuple[float, ...] = (1.0, 1.5), max_time: float = 7.5
+) -> dict[str, np.ndarray]:
+    """The arrival table of Rennala (γ = ½, B = 2) on fixed ``times`` up to
+    ``max_time``, with the simulator's ``tie_break``."""
+    pool = SimulatedPool(FixedTimes(times), diag_quadratic_grad, 0, tie_break)  # type: ignore[arg-type]
     res = run(
         Rennala(scale(0.5), batch_size=2),
         pool,
         np.ones(2),
-        stop=StopRule(max_time=7.5),
+        stop=StopRule(max_time=max_time),
         rng=np.random.default_rng(0),
     )
     return res.recorder.arrival_arrays()
@@ -47,23 +51,8 @@ def test_worker_index_tie_break_reorders_only_the_ties():
 
 
 def test_without_ties_the_option_changes_nothing():
-    def arrivals(tie_break: str) -> dict[str, np.ndarray]:
-        pool = SimulatedPool(
-            FixedTimes((1.0, 1.7, 2.9)),
-            diag_quadratic_grad,
-            0,
-            tie_break,  # type: ignore[arg-type]
-        )
-        res = run(
-            Rennala(scale(0.5), batch_size=2),
-            pool,
-            np.ones(2),
-            stop=StopRule(max_time=4.0),
-            rng=np.random.default_rng(0),
-        )
-        return res.recorder.arrival_arrays()
-
-    a, b = arrivals("start"), arrivals("worker")
+    times = (1.0, 1.7, 2.9)
+    a, b = _arrivals("start", times, 4.0), _arrivals("worker", times, 4.0)
     for col in a:
         np.testing.assert_array_equal(a[col], b[col], err_msg=col)
 

@@ -31,8 +31,9 @@ from typing import Any, Generic, Literal, Protocol, TypeVar
 import numpy as np
 
 from clipasync.errors import ConfigError
+from clipasync.transforms.base import GradientTransform
 from clipasync.transforms.clipping import grad_norm
-from clipasync.types import Arrival, Reply, Vector
+from clipasync.types import Arrival, Reply, UpdateContext, Vector
 
 S = TypeVar("S")
 
@@ -109,6 +110,15 @@ class RandomState(CoreState, Protocol):
         ...
 
 
+class StepState(CoreState, Protocol):
+    """A state that also holds its transform's state."""
+
+    @property
+    def transform_state(self) -> Any:
+        """The state of the policy's gradient transform."""
+        ...
+
+
 C = TypeVar("C", bound=CoreState)
 
 
@@ -166,6 +176,39 @@ def checked_norm(payload: Vector) -> float | None:
     if math.isfinite(norm):
         return norm
     return None
+
+
+def payload_info(
+    payload: Vector | None, key: str = "pre_clip_norm"
+) -> dict[str, float] | None:
+    """Return an arrival's telemetry ``{key: ‖payload‖}`` (``{}`` for a timing-only
+    arrival, ``payload is None``), or ``None`` when the payload is non-finite
+    (:func:`checked_norm`): the caller then replies with :func:`skipped_reply`."""
+    info: dict[str, float] = {}
+    if payload is not None:
+        norm = checked_norm(payload)
+        if norm is None:
+            return None
+        info[key] = norm
+    return info
+
+
+def aggregate_step(
+    transform: GradientTransform,
+    state: StepState,
+    direction: Vector | None,
+    info: dict[str, float],
+) -> tuple[Vector, Any]:
+    """Return ``(x_k − u, ts')`` with ``(u, ts') = T(direction, ts)``: a server step
+    with an aggregate of several arrivals (a mean of gradients, a pseudo-gradient),
+    so at delay 0 and from no one worker (``worker = −1``); ``info`` gains the
+    transform's telemetry. ``direction is None`` (timing-only): x_k and ts kept."""
+    if direction is None:
+        return state.x, state.transform_state
+    ctx = UpdateContext(state.version, 0, -1, state.num_workers)
+    u, ts, step_info = transform.update(direction, state.transform_state, ctx)
+    info.update(step_info)
+    return state.x - u, ts
 
 
 def skipped_reply(worker: int, dispatch: tuple[int, ...] | None = None) -> Reply:

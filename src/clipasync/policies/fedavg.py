@@ -42,12 +42,13 @@ import numpy as np
 from clipasync.errors import ConfigError
 from clipasync.policies.base import (
     PolicyBase,
+    aggregate_step,
     check_num_workers,
-    checked_norm,
+    payload_info,
     skipped_reply,
 )
 from clipasync.transforms.base import GradientTransform
-from clipasync.types import Arrival, Reply, UpdateContext, Vector
+from clipasync.types import Arrival, Reply, Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,13 +132,11 @@ class FedAvg(PolicyBase[FedAvgState]):
     ) -> tuple[FedAvgState, Reply]:
         w = arrival.worker
         delta = arrival.payload
-        info: dict[str, float] = {}
+        info = payload_info(delta, "delta_norm")
+        if info is None:
+            return state, skipped_reply(w)
         total = state.total
         if delta is not None:
-            norm = checked_norm(delta)
-            if norm is None:
-                return state, skipped_reply(w)
-            info["delta_norm"] = norm
             total = delta.copy() if total is None else total + delta
         returned = (*state.returned, w)
         if len(returned) < len(state.participants):
@@ -152,13 +151,9 @@ class FedAvg(PolicyBase[FedAvgState]):
                 total,
             )
             return new, Reply(applied=False, info=info)
-        x, ts = state.x, state.transform_state
-        if total is not None:  # None: timing-only run, x is kept
-            pseudo_grad = -(total / len(returned))
-            ctx = UpdateContext(state.version, 0, -1, state.num_workers)
-            u, ts, step_info = self.server_transform.update(pseudo_grad, ts, ctx)
-            info.update(step_info)
-            x = x - u
+        # None: timing-only run, x is kept
+        pseudo_grad = None if total is None else -(total / len(returned))
+        x, ts = aggregate_step(self.server_transform, state, pseudo_grad, info)
         participants = self._sample(state.rng, state.num_workers)
         new = FedAvgState(
             x, state.version + 1, ts, state.num_workers, state.rng, participants

@@ -53,15 +53,16 @@ from clipasync.errors import ConfigError
 from clipasync.policies.base import (
     Assign,
     PolicyBase,
+    aggregate_step,
     check_assign,
     check_num_workers,
-    checked_norm,
     next_worker,
+    payload_info,
     skipped_reply,
 )
 from clipasync.policies.staleness import ConstantStaleness, StalenessFn
 from clipasync.transforms.base import GradientTransform
-from clipasync.types import Arrival, Reply, UpdateContext, Vector
+from clipasync.types import Arrival, Reply, Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,14 +136,12 @@ class FedBuff(PolicyBase[FedBuffState]):
         if self.max_staleness is not None and delay > self.max_staleness:
             return state, Reply(applied=False, discarded=True, dispatch=nxt)
         delta = arrival.payload
-        info: dict[str, float] = {}
+        info = payload_info(delta, "delta_norm")
+        if info is None:
+            return state, skipped_reply(arrival.worker, nxt)
         total = state.total
         if delta is not None:
-            norm = checked_norm(delta)
-            if norm is None:
-                return state, skipped_reply(arrival.worker, nxt)
             weight = self.staleness(delay)
-            info["delta_norm"] = norm
             info["staleness_weight"] = weight
             weighted = delta if weight == 1.0 else weight * delta
             total = weighted.copy() if total is None else total + weighted
@@ -158,13 +157,9 @@ class FedBuff(PolicyBase[FedBuffState]):
                 count,
             )
             return new, Reply(applied=False, dispatch=nxt, info=info)
-        x, ts = state.x, state.transform_state
-        if total is not None:  # None: timing-only run, advance the version only
-            pseudo_grad = -(total / self.buffer_size)
-            ctx = UpdateContext(state.version, 0, -1, state.num_workers)
-            u, ts, step_info = self.server_transform.update(pseudo_grad, ts, ctx)
-            info.update(step_info)
-            x = x - u
+        # None: timing-only run, advance the version only
+        pseudo_grad = None if total is None else -(total / self.buffer_size)
+        x, ts = aggregate_step(self.server_transform, state, pseudo_grad, info)
         new = FedBuffState(x, state.version + 1, ts, state.num_workers, state.rng)
         return new, Reply(applied=True, dispatch=nxt, info=info)
 

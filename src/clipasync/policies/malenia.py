@@ -46,12 +46,13 @@ from clipasync.errors import ConfigError
 from clipasync.policies import tables
 from clipasync.policies.base import (
     PolicyBase,
+    aggregate_step,
     check_num_workers,
-    checked_norm,
+    payload_info,
     skipped_reply,
 )
 from clipasync.transforms.base import GradientTransform
-from clipasync.types import Arrival, Reply, UpdateContext, Vector
+from clipasync.types import Arrival, Reply, Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,25 +112,17 @@ class Malenia(PolicyBase[MaleniaState]):
         if arrival.version != state.version:
             return state, Reply(applied=False, discarded=True, dispatch=(w,))
         g = arrival.payload
-        info: dict[str, float] = {}
-        if g is not None:
-            norm = checked_norm(g)
-            if norm is None:
-                return state, skipped_reply(w)
-            info["pre_clip_norm"] = norm
+        info = payload_info(g)
+        if info is None:
+            return state, skipped_reply(w)
         sums, counts = tables.add(state.sums, state.counts, w, g)
         if not tables.harmonic_at_least(counts, Fraction(self.batch_size, n)):
             new = MaleniaState(
                 state.x, state.version, state.transform_state, n, sums, counts
             )
             return new, Reply(applied=False, dispatch=(w,), info=info)
-        x, ts = state.x, state.transform_state
-        mean = tables.worker_mean(sums, counts)
-        if mean is not None:  # None: timing-only run, x is kept
-            ctx = UpdateContext(state.version, 0, -1, n)
-            u, ts, step_info = self.transform.update(mean, ts, ctx)
-            info.update(step_info)
-            x = x - u
+        mean = tables.worker_mean(sums, counts)  # None: timing-only run, x is kept
+        x, ts = aggregate_step(self.transform, state, mean, info)
         new = MaleniaState(x, state.version + 1, ts, n, *tables.empty(n))
         if self.cancel_stale:
             # Every worker has one job in flight (arrivals are re-dispatched), all

@@ -37,12 +37,13 @@ import numpy as np
 from clipasync.errors import ConfigError
 from clipasync.policies.base import (
     PolicyBase,
+    aggregate_step,
     check_num_workers,
-    checked_norm,
+    payload_info,
     skipped_reply,
 )
 from clipasync.transforms.base import GradientTransform
-from clipasync.types import Arrival, Reply, UpdateContext, Vector
+from clipasync.types import Arrival, Reply, Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,13 +113,11 @@ class MSync(PolicyBase[RoundState]):
             # A late job of an earlier round: dropped; w joins the current round.
             return state, Reply(applied=False, discarded=True, dispatch=(w,))
         g = arrival.payload
-        info: dict[str, float] = {}
+        info = payload_info(g)
+        if info is None:  # recompute w's gradient at the same point
+            return state, skipped_reply(w)
         total = state.total
         if g is not None:
-            norm = checked_norm(g)
-            if norm is None:  # recompute w's gradient at the same point
-                return state, skipped_reply(w)
-            info["pre_clip_norm"] = norm
             total = g.copy() if total is None else total + g
         waiting = (*state.waiting, w)
         if len(waiting) < self.quorum:
@@ -126,12 +125,8 @@ class MSync(PolicyBase[RoundState]):
                 state.x, state.version, state.transform_state, n, total, waiting
             )
             return new, Reply(applied=False, info=info)
-        x, ts = state.x, state.transform_state
-        if total is not None:  # None: timing-only run, x is kept
-            ctx = UpdateContext(state.version, 0, -1, n)
-            u, ts, step_info = self.transform.update(total / len(waiting), ts, ctx)
-            info.update(step_info)
-            x = x - u
+        mean = None if total is None else total / len(waiting)  # None: timing-only
+        x, ts = aggregate_step(self.transform, state, mean, info)
         new = RoundState(x, state.version + 1, ts, n)
         if self.cancel_stale:
             late = tuple(i for i in range(n) if i not in waiting)

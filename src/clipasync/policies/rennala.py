@@ -40,12 +40,13 @@ import numpy as np
 from clipasync.errors import ConfigError
 from clipasync.policies.base import (
     PolicyBase,
+    aggregate_step,
     check_num_workers,
-    checked_norm,
+    payload_info,
     skipped_reply,
 )
 from clipasync.transforms.base import GradientTransform
-from clipasync.types import Arrival, Reply, UpdateContext, Vector
+from clipasync.types import Arrival, Reply, Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,13 +100,10 @@ class _BatchPolicy(PolicyBase[BatchState]):
     ) -> tuple[BatchState, dict[str, float]]:
         """x_{k+1} = x_k − T(total / count), with an empty batch (timing-only:
         ``total is None``, x is kept)."""
-        x, ts = state.x, state.transform_state
         info: dict[str, float] = {}
-        if total is not None:
-            mean = total / count
-            ctx = UpdateContext(state.version, 0, -1, state.num_workers)
-            u, ts, info = self.transform.update(mean, ts, ctx)
-            x = x - u
+        x, ts = aggregate_step(
+            self.transform, state, None if total is None else total / count, info
+        )
         return BatchState(x, state.version + 1, ts, state.num_workers, None, 0), info
 
 
@@ -146,12 +144,9 @@ class Rennala(_BatchPolicy):
         if arrival.version != state.version:
             return state, Reply(applied=False, discarded=True, dispatch=(w,))
         g = arrival.payload
-        info: dict[str, float] = {}
-        if g is not None:
-            norm = checked_norm(g)
-            if norm is None:
-                return state, skipped_reply(w)
-            info["pre_clip_norm"] = norm
+        info = payload_info(g)
+        if info is None:
+            return state, skipped_reply(w)
         total, count = _accumulate(state.total, g), state.count + 1
         if count < self.batch_size:
             new = _collect(state, total, count)
@@ -196,15 +191,11 @@ class SyncMinibatch(_BatchPolicy):
     ) -> tuple[BatchState, Reply]:
         w = arrival.worker
         g = arrival.payload
-        info: dict[str, float] = {}
-        total = state.total
-        if g is not None:
-            norm = checked_norm(g)
-            if norm is None:
-                # Recompute this worker's share at the same point; the round waits.
-                return state, skipped_reply(w)
-            info["pre_clip_norm"] = norm
-            total = _accumulate(total, g)
+        info = payload_info(g)
+        if info is None:
+            # Recompute this worker's share at the same point; the round waits.
+            return state, skipped_reply(w)
+        total = state.total if g is None else _accumulate(state.total, g)
         waiting = (*state.waiting, w)
         if len(waiting) < state.num_workers:
             new = _collect(state, total, len(waiting), waiting)

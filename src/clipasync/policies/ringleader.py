@@ -49,12 +49,13 @@ import numpy as np
 from clipasync.policies import tables
 from clipasync.policies.base import (
     PolicyBase,
+    aggregate_step,
     check_num_workers,
-    checked_norm,
+    payload_info,
     skipped_reply,
 )
 from clipasync.transforms.base import GradientTransform
-from clipasync.types import Arrival, Reply, UpdateContext, Vector
+from clipasync.types import Arrival, Reply, Vector
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,12 +112,9 @@ class Ringleader(PolicyBase[RingleaderState]):
     ) -> tuple[RingleaderState, Reply]:
         w, n = arrival.worker, state.num_workers
         g = arrival.payload
-        info: dict[str, float] = {}
-        if g is not None:
-            norm = checked_norm(g)
-            if norm is None:
-                return state, skipped_reply(w)
-            info["pre_clip_norm"] = norm
+        info = payload_info(g)
+        if info is None:
+            return state, skipped_reply(w)
         if state.pending is not None and w not in state.pending:
             # Phase 2, w already updated this round: buffer for the next round.
             nsums, ncounts = tables.add(state.next_sums, state.next_counts, w, g)
@@ -131,13 +129,8 @@ class Ringleader(PolicyBase[RingleaderState]):
         # Phase 1 completed by w, or w's turn in Phase 2: one update, w gets x_{k+1}.
         everyone = tuple(range(n)) if state.pending is None else state.pending
         pending = tuple(i for i in everyone if i != w)
-        x, ts = state.x, state.transform_state
-        mean = tables.worker_mean(sums, counts)
-        if mean is not None:  # None: timing-only run, x is kept
-            ctx = UpdateContext(state.version, 0, -1, n)
-            u, ts, step_info = self.transform.update(mean, ts, ctx)
-            info.update(step_info)
-            x = x - u
+        mean = tables.worker_mean(sums, counts)  # None: timing-only run, x is kept
+        x, ts = aggregate_step(self.transform, state, mean, info)
         if pending:
             new = replace(
                 state,

@@ -73,7 +73,53 @@ class ServerBuffer(np.ndarray):
         return arr[()] if return_scalar else arr
 
 
-class Gradient(NDArrayOperatorsMixin):
+class ScaledPayload(NDArrayOperatorsMixin):
+    """What :class:`Gradient` and the sharded gradient of
+    :mod:`clipasync.runtime.shards` share: a payload ``g`` times recorded scalars
+    (``materialise`` gives ``g·s₁·s₂…``), with ``‖g‖²`` precomputed.
+
+    ``np.dot(g, g)`` of an unscaled payload is that squared norm (no pass); any other
+    numpy function, and any other ndarray attribute, is the materialised array's.
+    """
+
+    __slots__ = ()
+    scalars: tuple[Any, ...]
+    squared_norm: Any
+
+    def materialise(self) -> Vector:
+        """The plain array ``g·s₁·s₂…``, computed as the pure path would."""
+        raise NotImplementedError
+
+    def __getattr__(self, name: str) -> Any:
+        # Any other ndarray attribute or method (``copy``, ``astype``, ``T``, ...)
+        # is the materialised array's.
+        if name.startswith("__") or name in type(self).__slots__:
+            raise AttributeError(name)
+        return getattr(self.materialise(), name)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> Vector:
+        arr = self.materialise()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __array_function__(
+        self, func: Callable[..., Any], types: Any, args: Any, kwargs: Any
+    ) -> Any:
+        if (
+            func is np.dot
+            and len(args) == 2
+            and args[0] is self
+            and args[1] is self
+            and not kwargs
+            and not self.scalars
+            and self.squared_norm is not None
+        ):
+            return self.squared_norm  # computed by the worker: no pass here
+        cls = type(self)
+        plain = [a.materialise() if isinstance(a, cls) else a for a in args]
+        return func(*plain, **kwargs)
+
+
+class Gradient(ScaledPayload):
     """A worker's payload ``g`` times recorded scalars, with ``‖g‖²`` precomputed.
 
     Args:
@@ -113,17 +159,6 @@ class Gradient(NDArrayOperatorsMixin):
             out = out * s
         return out
 
-    def __getattr__(self, name: str) -> Any:
-        # Any other ndarray attribute or method (``copy``, ``astype``, ``T``, ...)
-        # is the materialised array's.
-        if name.startswith("__") or name in Gradient.__slots__:
-            raise AttributeError(name)
-        return getattr(self.materialise(), name)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> Vector:
-        arr = self.materialise()
-        return arr if dtype is None else arr.astype(dtype)
-
     def _promotes(self, s: Any) -> bool:
         # ``g * s`` keeps g's dtype for a Python float (NumPy's weak scalars) but
         # not for, e.g., an np.float64: such a product takes the plain path.
@@ -148,22 +183,6 @@ class Gradient(NDArrayOperatorsMixin):
                 return a
         args = [x.materialise() if isinstance(x, Gradient) else x for x in inputs]
         return getattr(ufunc, method)(*args, **kw)
-
-    def __array_function__(
-        self, func: Callable[..., Any], types: Any, args: Any, kwargs: Any
-    ) -> Any:
-        if (
-            func is np.dot
-            and len(args) == 2
-            and args[0] is self
-            and args[1] is self
-            and not kwargs
-            and not self.scalars
-            and self.squared_norm is not None
-        ):
-            return self.squared_norm  # computed by the worker: no pass here
-        plain = [a.materialise() if isinstance(a, Gradient) else a for a in args]
-        return func(*plain, **kwargs)
 
 
 def apply_in_place(x: Vector, g: Vector, scalars: tuple[Any, ...]) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
-from clipasync.runtime.inplace import apply_in_place
+from clipasync.runtime.inplace import ScaledPayload, apply_in_place
 from clipasync.types import Vector
 
 _SCALAR = (int, float, np.floating, np.integer)
@@ -120,7 +120,7 @@ class ShardedModel(NDArrayOperatorsMixin):
             self._ray.kill(a)
 
 
-class ShardedGradient(NDArrayOperatorsMixin):
+class ShardedGradient(ScaledPayload):
     """A worker's gradient as one object ref per shard, with its global ‖g‖²."""
 
     __slots__ = ("_ray", "dim", "refs", "scalars", "squared_norm")
@@ -156,15 +156,6 @@ class ShardedGradient(NDArrayOperatorsMixin):
             out = out * s
         return out
 
-    def __array__(self, dtype: Any = None, copy: Any = None) -> Vector:
-        arr = self.materialise()
-        return arr if dtype is None else arr.astype(dtype)
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ShardedGradient.__slots__:
-            raise AttributeError(name)
-        return getattr(self.materialise(), name)
-
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kw: Any) -> Any:
         if method == "__call__" and not kw and len(inputs) == 2:
             a, b = inputs
@@ -190,19 +181,3 @@ class ShardedGradient(NDArrayOperatorsMixin):
             for x in inputs
         ]
         return getattr(ufunc, method)(*args, **kw)
-
-    def __array_function__(
-        self, func: Callable[..., Any], types: Any, args: Any, kwargs: Any
-    ) -> Any:
-        if (
-            func is np.dot
-            and len(args) == 2
-            and args[0] is self
-            and args[1] is self
-            and not kwargs
-            and not self.scalars
-            and self.squared_norm is not None
-        ):
-            return self.squared_norm
-        plain = [a.materialise() if isinstance(a, ShardedGradient) else a for a in args]
-        return func(*plain, **kwargs)
