@@ -9,6 +9,7 @@ one thing.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import yaml
@@ -263,8 +264,10 @@ BAD_FILES: dict[str, str | bytes] = {
 
 
 #: Side files some of the cases above name (a trace, a folder).
+@functools.cache
 def side_files() -> dict[str, str | bytes]:
-    """Files that the trace cases read, in the sandbox next to the config."""
+    """Files that the trace cases read, in the sandbox next to the config (built
+    once: the gzip bomb takes a second to compress)."""
     import gzip
 
     bomb = gzip.compress(b"worker,compute_time\n" + b"0,1.0\n" * (50 << 20), 9)
