@@ -50,6 +50,9 @@ def _start(root: Path, out: str = "out") -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,  # its own session: every descendant is findable
+        # A shell starting this suite in the background ignores SIGINT, and a
+        # child inherits that: give the driver the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
