@@ -59,7 +59,8 @@ METHODS: dict[str, Callable[[float], Any]] = {
 
 
 def task(worker: int, x: Vector, rng: np.random.Generator) -> Vector:
-    return x - CENTERS[worker] + rng.standard_normal(x.shape)
+    g: Vector = x - CENTERS[worker] + rng.standard_normal(x.shape)
+    return g
 
 
 def final_error(
