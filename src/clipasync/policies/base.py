@@ -148,6 +148,13 @@ def check_num_workers(num_workers: int) -> int:
     return num_workers
 
 
+def check_count(label: str, value: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer >= 1 (a bool is
+    not); ``label`` names it in the message, e.g. ``"quorum (m)"``."""
+    if isinstance(value, bool) or not (isinstance(value, int) and value >= 1):
+        raise ConfigError(f"{label} must be an integer >= 1, got {value}")
+
+
 def check_assign(assign: str) -> None:
     """Raise :class:`ConfigError` unless ``assign`` is ``"same"`` or ``"random"``."""
     if assign not in ("same", "random"):

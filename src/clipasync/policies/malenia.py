@@ -42,11 +42,11 @@ from typing import Any
 
 import numpy as np
 
-from clipasync.errors import ConfigError
 from clipasync.policies import tables
 from clipasync.policies.base import (
     PolicyBase,
     aggregate_step,
+    check_count,
     check_num_workers,
     payload_info,
     skipped_reply,
@@ -94,9 +94,7 @@ class Malenia(PolicyBase[MaleniaState]):
     name: str = "malenia"
 
     def __post_init__(self) -> None:
-        s = self.batch_size
-        if isinstance(s, bool) or not (isinstance(s, int) and s >= 1):
-            raise ConfigError(f"batch_size (S) must be an integer >= 1, got {s}")
+        check_count("batch_size (S)", self.batch_size)
 
     def init(
         self, x0: Vector, num_workers: int, rng: np.random.Generator

@@ -38,6 +38,7 @@ from clipasync.errors import ConfigError
 from clipasync.policies.base import (
     PolicyBase,
     aggregate_step,
+    check_count,
     check_num_workers,
     payload_info,
     skipped_reply,
@@ -85,9 +86,7 @@ class MSync(PolicyBase[RoundState]):
     name: str = "m_sync"
 
     def __post_init__(self) -> None:
-        m = self.quorum
-        if isinstance(m, bool) or not (isinstance(m, int) and m >= 1):
-            raise ConfigError(f"quorum (m) must be an integer >= 1, got {m}")
+        check_count("quorum (m)", self.quorum)
 
     def init(
         self, x0: Vector, num_workers: int, rng: np.random.Generator
