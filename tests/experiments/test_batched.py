@@ -36,22 +36,59 @@ def _config(**extra: Any) -> Any:
     return validate_config(raw)
 
 
-def test_runs_batch_by_policy_schedule_and_seed() -> None:
+def test_runs_batch_by_event_family_and_seed() -> None:
     specs = expand(_config())
     groups = group_specs(specs)
     sizes = sorted(
-        (g[0].policy, len(g), len({s.seed for s in g}), len({s.method for s in g}))
-        for g in groups
+        (len(g), len({s.seed for s in g}), len({s.method for s in g})) for g in groups
     )
-    # async_sgd: clipped and vanilla share a loop per seed (3 runs); ringmaster's
-    # max_delay shapes its schedule: one loop per (R, seed), 2 stepsizes each.
-    assert sizes == [("async_sgd", 3, 1, 2)] * 2 + [("ringmaster", 2, 1, 1)] * 4
+    # clipped, vanilla and Ringmaster (no cancellations) answer every arrival by
+    # re-dispatching its worker: one loop per seed holds all 7 points.
+    assert sizes == [(7, 1, 3)] * 2
     assert sum(len(g) for g in groups) == len(specs)
     assert group_specs(specs, batch=False) == [[s] for s in specs]
 
 
+def test_cancelling_or_random_points_batch_only_with_their_own_method() -> None:
+    methods = {
+        "same": {"policy": "async_sgd", "stepsize": [0.2]},
+        "random": {"policy": "async_sgd", "stepsize": [0.2, 0.1], "assign": "random"},
+        "normalized": {
+            "policy": "normalized_sgd",
+            "stepsize": [0.1],
+            "assign": "random",
+        },
+        "rennala": {"policy": "rennala", "stepsize": [0.2], "batch_size": [2, 3]},
+        "rennala_cancel": {
+            "policy": "rennala",
+            "stepsize": [0.2, 0.1],
+            "batch_size": [2, 3],
+            "cancel_stale": True,
+        },
+        "ringmaster_cancel": {
+            "policy": "ringmaster",
+            "stepsize": [0.2, 0.1],
+            "max_delay": [2],
+            "cancel_stale": True,
+        },
+    }
+    groups = group_specs(expand(validate_config(tiny_experiment(methods))))
+    members = sorted(
+        sorted(f"{s.method}:{s.params.stepsize}" for s in g) for g in groups
+    )
+    assert members == [
+        ["normalized:0.1", "random:0.1", "random:0.2"],  # "redispatch:random"
+        ["rennala:0.2", "rennala:0.2", "same:0.2"],  # "redispatch:same"
+        ["rennala_cancel:0.1", "rennala_cancel:0.2"],  # B = 2: its restarts
+        ["rennala_cancel:0.1", "rennala_cancel:0.2"],  # B = 3
+        ["ringmaster_cancel:0.1", "ringmaster_cancel:0.2"],
+    ]
+
+
 def test_a_method_without_a_schedule_runs_alone() -> None:
-    entry = dataclasses.replace(lookup("async_sgd"), name="unbatched", schedule=None)
+    entry = dataclasses.replace(
+        lookup("async_sgd"), name="unbatched", schedule=None, family=None
+    )
     register(entry)
     try:
         raw = tiny_experiment({"u": {"policy": "unbatched", "stepsize": [0.1, 0.2]}})

@@ -4,8 +4,11 @@ event loop, each saved as its own run.
 Runs batch when their method's registry entry says which hyperparameters shape
 the event sequence (``MethodEntry.schedule``) and they agree in those, the seed,
 the resolved problem, timing and availability; stop rules and evaluation cadences
-may differ. A batch whose method has a vectorised server step
-(``MethodEntry.columns``: asynchronous and normalised SGD, Ringmaster) runs in
+may differ. Runs of different methods batch when their points are in one event
+family (``MethodEntry.family``, :mod:`clipasync.policies.families`: asynchronous,
+normalised and delay-adaptive SGD, Ringmaster and Rennala without cancellations).
+A batch whose methods have vectorised server steps (``MethodEntry.columns``:
+asynchronous and normalised SGD, Ringmaster, Rennala) runs in
 :func:`clipasync.sim.columns.run_columns`, its evaluations due at one time in one
 ``evaluate_many`` call; any other in :func:`clipasync.sim.batched.run_batched`.
 
@@ -48,7 +51,7 @@ from clipasync.experiments.execute import (
 )
 from clipasync.experiments.grid import RunSpec
 from clipasync.policies.base import ServerPolicy
-from clipasync.policies.registry import lookup
+from clipasync.policies.registry import group_columns, lookup
 from clipasync.problems.base import Problem
 from clipasync.problems.many import (
     ManyTask,
@@ -64,14 +67,25 @@ from clipasync.sim.columns import SharedEvaluations, run_columns
 
 def batch_key(spec: RunSpec) -> str | None:
     """Return the key runs must share to batch together, or ``None`` when the
-    method's decisions may depend on its iterate (its entry has no ``schedule``)."""
+    method's decisions may depend on its iterate (its entry has no ``schedule``).
+
+    A point in an event family (``MethodEntry.family``) batches with the family's
+    points of every method; any other with its own method's points equal in the
+    ``schedule`` fields."""
     entry = lookup(spec.policy)
-    if entry.schedule is None:
+    family = None if entry.family is None else entry.family(spec.params)
+    if family is not None:
+        events: dict[str, Any] = {"family": family}
+    elif entry.schedule is None:
         return None
-    hyper = entry.to_hyper(spec.params)
+    else:
+        hyper = entry.to_hyper(spec.params)
+        events = {
+            "policy": spec.policy,
+            "schedule": {k: hyper.get(k) for k in entry.schedule},
+        }
     shared = {
-        "policy": spec.policy,
-        "schedule": {k: hyper.get(k) for k in entry.schedule},
+        **events,
         "seed": spec.seed,
         "problem": spec.problem,
         "timing": spec.timing,
@@ -149,8 +163,7 @@ def execute_group(specs: list[RunSpec]) -> list[RunOutcome]:
     stats: dict[int, dict[str, Any]] = {}
     stops = [build_stop(s.stop) for s in specs]
     every = [s.eval_every for s in specs]
-    entry = lookup(first.policy)
-    step = None if entry.columns is None else entry.columns([s.params for s in specs])
+    step = group_columns([s.policy for s in specs], [s.params for s in specs])
     shared = None
     if step is not None:
         shared = SharedEvaluations(

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,43 @@ from clipasync.types import UpdateContext
 _F64 = npt.NDArray[np.float64]
 _BIG = float(np.finfo(np.float64).max)
 Rows = npt.NDArray[np.floating[Any]]
+
+
+class ColumnResult(NamedTuple):
+    """What one arrival did to the rows it reached (row i: configuration
+    ``cols[i]``): their new iterates, and the masks of the rows where it was
+    applied (the version grows by one), discarded on purpose (too stale) and
+    skipped (a non-finite gradient), and their telemetry (``pre_clip_norm``,
+    ``clipped``, ``stepsize``; NaN where the one-configuration run records none).
+    An arrival that is none of the three was collected (a batch still filling)."""
+
+    new: Rows
+    applied: npt.NDArray[np.bool_]
+    discarded: npt.NDArray[np.bool_]
+    skipped: npt.NDArray[np.bool_]
+    info: dict[str, _F64]
+
+
+class ColumnUpdate(Protocol):
+    """The vectorised server step of K grid points that share one event sequence:
+    the batched loop (:func:`clipasync.sim.columns.run_columns`) asks it for the
+    next job's worker and hands it each arrival's rows."""
+
+    @property
+    def num_columns(self) -> int: ...
+
+    def next_worker(
+        self, worker: int, num_workers: int, rng: np.random.Generator
+    ) -> int: ...
+
+    def update(
+        self,
+        xs: Rows,
+        gs: Rows,
+        cols: npt.NDArray[np.intp],
+        delays: npt.NDArray[np.int64],
+        num_workers: int,
+    ) -> ColumnResult: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +128,11 @@ class ColumnStep:
         object.__setattr__(self, "_any_normalized", bool(self.normalized.any()))
         object.__setattr__(self, "_any_adaptive", bool(self.delay_adaptive.any()))
 
+    @property
+    def clips(self) -> npt.NDArray[np.bool_]:
+        """Row j clips (a finite c_j and not normalised)."""
+        return self._has_clip & ~self.normalized
+
     def update(
         self,
         xs: Rows,
@@ -98,24 +140,24 @@ class ColumnStep:
         cols: npt.NDArray[np.intp],
         delays: npt.NDArray[np.int64],
         num_workers: int,
-    ) -> tuple[Rows, npt.NDArray[np.bool_], npt.NDArray[np.bool_], dict[str, _F64]]:
+    ) -> ColumnResult:
         """Apply row i's gradient ``gs[i]`` to ``xs[i]`` (configuration ``cols[i]``).
 
         Returns:
-            The new rows, the masks of discarded rows (Ringmaster's delay ≥ R_j)
-            and of skipped rows (a non-finite gradient), both returned unchanged,
-            and the telemetry of every row (``pre_clip_norm``, ``clipped``,
-            ``stepsize``; NaN where the one-configuration run records none).
+            The new rows; every arrival is applied but those discarded
+            (Ringmaster's delay ≥ R_j) and skipped (a non-finite gradient), both
+            returned unchanged; the telemetry of every row (NaN where the
+            one-configuration run records none).
         """
         new, skipped, info = self._update(xs, gs, cols, delays, num_workers)
-        if self.max_delays is None:
-            return new, np.zeros(skipped.shape[0], dtype=bool), skipped, info
-        discarded = delays >= self.max_delays[cols]
+        discarded = np.zeros(skipped.shape[0], dtype=bool)
+        if self.max_delays is not None:
+            discarded = delays >= self.max_delays[cols]
         if discarded.any():  # checked first: a discarded arrival is never skipped
             new[discarded] = xs[discarded]
             skipped = skipped & ~discarded
             info = {k: np.where(discarded, math.nan, v) for k, v in info.items()}
-        return new, discarded, skipped, info
+        return ColumnResult(new, ~(skipped | discarded), discarded, skipped, info)
 
     def _update(
         self,
@@ -127,8 +169,9 @@ class ColumnStep:
     ) -> tuple[Rows, npt.NDArray[np.bool_], dict[str, _F64]]:
         norms = np.sqrt(np.einsum("ij,ij->i", gs, gs, dtype=np.float64))
         step = self._step(cols, delays, num_workers)
+        normed = self.normalized[cols] if self._any_normalized else None
         fast = bool(np.isfinite(norms).all()) and (
-            not self._any_normalized or bool((norms > 0.0).all())
+            normed is None or not bool((norms[normed] == 0.0).any())
         )
         if not fast:
             return self._general(xs, gs, cols, delays, num_workers, norms, step)
@@ -145,6 +188,13 @@ class ColumnStep:
                 (norms > levels).astype(np.float64),
                 math.nan,
             )
+            if normed is not None and normed.any():
+                # Normalised rows beside clipped ones (:func:`concat_columns`):
+                # g/‖g‖, the division of the one-configuration transform.
+                u[normed] = (
+                    gs[normed] / norms[normed].astype(dtype, copy=False)[:, None]
+                )
+                clipped[normed] = 1.0
         u *= step.astype(dtype, copy=False)[:, None]
         info = {"pre_clip_norm": norms, "clipped": clipped, "stepsize": step}
         return xs - u, np.zeros(norms.shape[0], dtype=bool), info
@@ -250,11 +300,39 @@ def normalized_columns(points: Sequence[Any]) -> ColumnStep | None:
 def ringmaster_columns(points: Sequence[Any]) -> ColumnStep | None:
     """The :class:`ColumnStep` of Ringmaster grid points (``RingmasterParams``):
     asynchronous SGD that discards an arrival with delay ≥ R_j; ``None`` with
-    ``cancel_stale`` (its cancellations are per configuration) or an adaptive
-    clip."""
-    if any(p.cancel_stale for p in points):
+    ``cancel_stale``, ``delay_count: arrivals`` or an adaptive clip."""
+    if any(p.cancel_stale or p.delay_count == "arrivals" for p in points):
+        # Cancellations are per configuration; a delay in arrivals is not the
+        # version difference the batched loop computes.
         return None
     step = _column_step(points, normalized=False, assign="same")
     if step is None:
         return None
     return replace(step, max_delays=np.asarray([float(p.max_delay) for p in points]))
+
+
+def concat_columns(steps: Sequence[ColumnStep]) -> ColumnStep | None:
+    """One :class:`ColumnStep` whose rows are those of ``steps`` in order (a mixed
+    batch of asynchronous, normalised and Ringmaster points: a row without a
+    threshold R_j gets R_j = ∞, never discarded), or ``None`` when their job
+    assignments differ."""
+    if len({s.assign for s in steps}) != 1:
+        return None
+    limits = None
+    if any(s.max_delays is not None for s in steps):
+        limits = np.concatenate(
+            [
+                np.full(s.num_columns, math.inf)
+                if s.max_delays is None
+                else s.max_delays
+                for s in steps
+            ]
+        )
+    return ColumnStep(
+        stepsizes=np.concatenate([s.stepsizes for s in steps]),
+        max_norms=np.concatenate([s.max_norms for s in steps]),
+        normalized=np.concatenate([s.normalized for s in steps]),
+        delay_adaptive=np.concatenate([s.delay_adaptive for s in steps]),
+        assign=steps[0].assign,
+        max_delays=limits,
+    )

@@ -26,12 +26,20 @@ from clipasync.policies import params as p
 from clipasync.policies.base import ServerPolicy
 from clipasync.policies.columns import (
     ColumnStep,
+    ColumnUpdate,
+    concat_columns,
     async_columns,
     normalized_columns,
     ringmaster_columns,
 )
+from clipasync.policies.families import (
+    ColumnUnion,
+    redispatch_family,
+    uncancelled_family,
+)
 from clipasync.policies.hyper import fields_of, fmt_value, from_hyper, is_axis, tags
 from clipasync.policies.hyper import to_hyper as _to_hyper
+from clipasync.policies.rennala_columns import rennala_columns
 from clipasync.policies.staleness import PolynomialStaleness
 from clipasync.transforms.chains import AdaptiveClip
 
@@ -65,6 +73,11 @@ class MethodEntry(Generic[P]):
         columns: The vectorised server step of a batch of grid points
             (:mod:`clipasync.policies.columns`), or ``None`` for a batch it does
             not cover; without it a batch keeps one policy state per point.
+        family: The event family of a grid point (:mod:`clipasync.policies.families`):
+            points of different methods in one family, with the same seed,
+            problem and timing, share one batched event loop; ``None`` (the
+            default, or for a point outside every family): only points of this
+            method equal in ``schedule`` do.
     """
 
     name: str
@@ -76,7 +89,8 @@ class MethodEntry(Generic[P]):
     needs_all_workers: bool = False
     example: P | None = None
     schedule: tuple[str, ...] | None = None
-    columns: Callable[[Sequence[Any]], ColumnStep | None] | None = None
+    columns: Callable[[Sequence[Any]], ColumnUpdate | None] | None = None
+    family: Callable[[P], str | None] | None = None
     tags: tuple[tuple[str, str], ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +174,40 @@ def build(policy: str, params: Any) -> ServerPolicy[Any]:
     return lookup(policy).build(params)
 
 
+def group_columns(
+    policies: Sequence[str], points: Sequence[Any]
+) -> ColumnUpdate | None:
+    """Return the vectorised step of a batch whose row j is ``policies[j]``'s grid
+    point ``points[j]`` (one method, or one event family's methods:
+    :class:`~clipasync.policies.families.ColumnUnion`), or ``None`` when a method
+    has no such step for its rows."""
+    rows: dict[str, list[int]] = {}
+    for j, name in enumerate(policies):
+        rows.setdefault(name, []).append(j)
+    parts: list[tuple[list[int], ColumnUpdate]] = []
+    plain: list[tuple[list[int], ColumnStep]] = []
+    for name, idx in rows.items():
+        columns = lookup(name).columns
+        step = None if columns is None else columns([points[j] for j in idx])
+        if step is None:
+            return None
+        if isinstance(step, ColumnStep):
+            plain.append((idx, step))
+        else:
+            parts.append((idx, step))
+    if len(plain) > 1:
+        # One step for the stateless methods' rows: one pass per arrival, not one
+        # per method.
+        merged = concat_columns([s for _, s in plain])
+        if merged is None:
+            return None
+        plain = [([j for idx, _ in plain for j in idx], merged)]
+    parts += plain
+    if len(parts) == 1 and parts[0][0] == list(range(len(policies))):
+        return parts[0][1]
+    return ColumnUnion(parts)
+
+
 def label(policy: str, hyper: Mapping[str, Any]) -> str:
     """Return a report's text for a run record's ``hyper`` (``γ=0.5, c=1``).
 
@@ -186,6 +234,7 @@ register(
         example=p.AsyncSGDParams(stepsize=0.1, max_norm=1.0, assign="random"),
         schedule=("assign",),
         columns=async_columns,
+        family=redispatch_family,
     )
 )
 register(
@@ -203,6 +252,7 @@ register(
         ),
         schedule=("max_delay", "cancel_stale"),
         columns=ringmaster_columns,
+        family=uncancelled_family,
     )
 )
 register(
@@ -215,6 +265,8 @@ register(
         needs_all_workers=True,
         example=p.RennalaParams(stepsize=0.1, max_norm=1.0, batch_size=2),
         schedule=("batch_size",),
+        columns=rennala_columns,
+        family=uncancelled_family,
     )
 )
 register(
@@ -283,6 +335,7 @@ register(
         example=p.NormalizedSGDParams(stepsize=0.05, assign="random"),
         schedule=("assign",),
         columns=normalized_columns,
+        family=redispatch_family,
     )
 )
 register(

@@ -25,7 +25,7 @@ import numpy.typing as npt
 
 from clipasync.engine import Evaluate, StopRule, WorkerPool
 from clipasync.errors import ConfigError, SimulationExhausted
-from clipasync.policies.columns import ColumnStep
+from clipasync.policies.columns import ColumnUpdate
 from clipasync.recorder import Recorder
 from clipasync.sim.batched import BatchedResult, BatchedTask, block_of, payload_of
 from clipasync.sim.stops import ColumnStops
@@ -112,7 +112,7 @@ class SharedEvaluations:
 
 
 def run_columns(
-    step: ColumnStep,
+    step: ColumnUpdate,
     pool: WorkerPool,
     task: BatchedTask,
     x0: Vector,
@@ -230,8 +230,7 @@ def run_columns(
         before = sh.versions if full else sh.versions[cols]
         delays = before - submitted
         xs = sh.xs if full else sh.xs[cols]
-        new, discarded, skipped, info = step.update(xs, gs, cols, delays, n)
-        applied = ~(skipped | discarded)
+        new, applied, discarded, skipped, info = step.update(xs, gs, cols, delays, n)
         if full:
             sh.xs, sh.versions = new, before + applied
             sh.arrivals += 1
@@ -241,9 +240,9 @@ def run_columns(
             sh.xs[cols], sh.versions[cols] = new, before + applied
             sh.arrivals[cols] += 1
             sh.applied[cols] += applied
-        if step.max_delays is not None:
+        if discarded.any():
             sh.discarded[cols] += discarded
-        if not full or skipped.any():
+        if skipped.any():
             sh.skipped[cols] += skipped
         event = (t, arrival.job, arrival.worker, arrival.compute_time)
         log.append((*event, cols, before, delays, applied, discarded, skipped, info))
