@@ -27,8 +27,8 @@ from clipasync.policies.base import ServerPolicy
 from clipasync.policies.columns import (
     ColumnStep,
     ColumnUpdate,
-    concat_columns,
     async_columns,
+    concat_columns,
     normalized_columns,
     ringmaster_columns,
 )
