@@ -18,6 +18,7 @@ from clipasync.experiments import (
     run_experiment,
 )
 from clipasync.experiments import runner as experiment
+from clipasync.experiments.batched import batch_key
 from clipasync.experiments.build import build_policy
 from clipasync.experiments.execute import RunOutcome, execute
 from clipasync.experiments.rundir import (
@@ -149,7 +150,14 @@ def test_end_to_end_and_resume(
     leftover.mkdir()
     write_csv_atomic(leftover / ARRIVALS_FILE, {"time": [1.0]})
     run_experiment(quick, out, progress=False, workers=1)
-    assert calls == [victim.name]
+    # The lost run is recomputed with the batch it belongs to (its event family,
+    # seed and timing: clipped ASGD and Ringmaster here), and nothing else is.
+    specs = {s.run_id: s for s in expand(quick)}
+    batch = [
+        r for r, s in specs.items() if batch_key(s) == batch_key(specs[victim.name])
+    ]
+    assert victim.name in calls and sorted(calls) == sorted(batch)
+    assert len({specs[r].policy for r in batch}) == 2
     assert (victim / "summary.json").is_file()
     assert not leftover.exists()
 

@@ -2,11 +2,15 @@
 matrix, one arrival updating every row at once.
 
 :func:`run_columns` is :func:`clipasync.sim.batched.run_batched` for grids whose
-server step has a vectorised form (:class:`~clipasync.policies.columns.ColumnStep`:
-asynchronous and normalised SGD and Ringmaster with a fixed clip level, stepsize,
-delay rule and delay threshold per configuration). Per arrival it pays one batched
-gradient, one vectorised update and a few array appends, whatever K, instead of K
-policy calls; the
+server step has a vectorised form, a :class:`~clipasync.policies.columns.ColumnUpdate`:
+the :class:`~clipasync.policies.columns.ColumnStep` of asynchronous and normalised
+SGD and Ringmaster (a fixed clip level, stepsize, delay rule and delay threshold per
+configuration), Rennala's
+:class:`~clipasync.policies.rennala_columns.RennalaColumns`, or several methods of
+one event family side by side
+(:class:`~clipasync.policies.families.ColumnUnion`). Per arrival it pays one
+batched gradient, one vectorised update and a few array appends, whatever K,
+instead of K policy calls; the
 per-configuration work left is the evaluations, on their own cadence. The job
 assignment is common, so one policy stream (seeded as every configuration's own)
 draws it. Records, stops and answers are those of :func:`run_batched`: each
