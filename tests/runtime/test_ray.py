@@ -18,6 +18,7 @@ from clipasync.errors import ConfigError  # noqa: E402
 from clipasync.policies import AsyncSGD, Rennala, Ringmaster, SyncMinibatch  # noqa: E402
 from clipasync.runtime import ProblemTask, RayPool, start_ray  # noqa: E402
 from clipasync.runtime.driver import checkpoint_streams  # noqa: E402
+from clipasync.runtime.ray_session import INLINE_BYTES, inline_bytes  # noqa: E402
 from clipasync.timing import FixedTimes, TraceTimes  # noqa: E402
 from clipasync.transforms import chain, clip_by_norm, scale  # noqa: E402
 from tests.conftest import run_and_close, run_resumable_and_close  # noqa: E402
@@ -114,6 +115,8 @@ def test_cpu_reservation_beyond_the_cluster_is_refused():
 
 def test_no_injected_time_and_start_ray_is_idempotent():
     start_ray()  # already initialised: no-op
+    # The local Ray started here passes models and gradients of up to 1 MiB inline.
+    assert inline_bytes() == INLINE_BYTES
     pool = RayPool(TASK, num_workers=2, seed=1)
     t0 = time.perf_counter()
     res = run_and_close(

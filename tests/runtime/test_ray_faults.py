@@ -123,6 +123,42 @@ def test_an_actor_that_dies_mid_job_is_replaced_and_its_jobs_resubmitted(
     assert np.all(np.isfinite(res.params))
 
 
+def test_a_resubmitted_job_of_the_in_place_server_sees_its_own_version(tmp_path):
+    # The in-place buffer moves on while the dead actor's job waits to be redone;
+    # the resubmitted job must still compute at the model it was dispatched with.
+    # Worker 1 dies in its second job; worker 0 (its own actor) updates the model
+    # while the job runs and while the replacement actor starts.
+    pool = RayPool(
+        DyingTask(str(tmp_path / "died"), worker=1, at_job=2),
+        timing=FixedTimes((4.0, 6.0)),
+        time_unit_s=0.01,
+        in_place=True,
+        workers_per_actor=1,
+    )
+    x0 = pool.model(np.zeros(3, dtype=np.float32))
+    try:
+        res = run(
+            AsyncSGD(scale(0.1)),
+            pool,
+            x0,
+            stop=StopRule(max_updates=120),
+            rng=np.random.default_rng(0),
+        )
+    finally:
+        pool.close()
+    assert pool.failures == 1
+    rows = res.recorder.arrival_arrays()
+    assert int((rows["worker"] == 1).sum()) >= 3  # the resubmitted job arrived
+    # Replayed from the records: x_{k+1} = x_k - 0.1 (x_{k - delay_k} - 1), in the
+    # float32 operations the worker (x - 1.0) and the policy (x - g * 0.1) perform.
+    xs = [np.zeros(3, dtype=np.float32)]
+    for k, delay in enumerate(rows["delay"].tolist()):
+        g = xs[k - int(delay)] - 1.0
+        xs.append(xs[-1] - g * 0.1)
+    assert np.asarray(res.params).tobytes() == xs[-1].tobytes()
+    assert int(rows["delay"].max()) > 0  # stale jobs were part of the run
+
+
 def test_an_actor_that_never_stops_dying_at_start_up_is_reported(tmp_path):
     @dataclass(frozen=True)
     class AlwaysDies:

@@ -14,6 +14,7 @@ import pytest
 from clipasync.errors import ClusterUnreachable, ConfigError
 from clipasync.runtime import ray_session
 from clipasync.runtime.ray_session import (
+    INLINE_BYTES,
     check_cluster,
     ray_init_kwargs,
     use_cluster_token,
@@ -89,6 +90,8 @@ def test_ray_init_arguments_are_assembled_in_one_place():
     local = ray_init_kwargs(None, 1)
     assert local["address"] == "local" and local["num_cpus"] == 1
     assert local["include_dashboard"] is False
+    # A local Ray sends models and gradients of up to 1 MiB inside task messages.
+    assert local["_system_config"] == {"max_direct_call_object_size": INLINE_BYTES}
     assert ray_init_kwargs("h:1", None) == {
         "address": "h:1",
         "configure_logging": False,

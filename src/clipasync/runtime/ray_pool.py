@@ -9,8 +9,11 @@ on the command line.
 
 Hot-path choices, each measured on a 2-core machine:
 
-* one ``ray.put`` per model version, shared by every job dispatched at it; the
-  payload is a numpy array, which crosses process boundaries without a copy;
+* a model of up to :func:`~clipasync.runtime.ray_session.inline_bytes` (1 MiB
+  for a local Ray) travels inside each task message, and the gradient comes back
+  the same way (no object-store round trips: about 4 ms less per job at 10^5
+  float32 parameters); a larger one is put once per model version, shared by
+  every job dispatched at it, and crosses process boundaries without a copy;
 * results come back through ``ray.wait(list(inflight), num_returns=1)`` and a
   ref → job map; list order is never trusted, and every result carries its job id;
 * at model scale, ``in_place=True`` (:mod:`clipasync.runtime.inplace`) or
@@ -50,12 +53,15 @@ from clipasync.runtime._oracle import (
 )
 from clipasync.runtime.inplace import Gradient, ServerBuffer
 from clipasync.runtime.ray_actor import CONTROL, group, remote_class
-from clipasync.runtime.ray_session import import_ray, start_ray
+from clipasync.runtime.ray_session import import_ray, inline_bytes, start_ray
 from clipasync.runtime.shards import ShardedGradient, ShardedModel
 from clipasync.timing import ComputeTimeModel
 from clipasync.types import Arrival, Seed, Vector
 
 __all__ = ["RayPool", "import_ray", "start_ray"]
+
+#: Bytes a pickled array takes beyond its data (dtype, shape, framing), rounded up.
+_PICKLE_SLACK = 4096
 
 
 @dataclass(slots=True)
@@ -156,6 +162,7 @@ class RayPool:
             raise ConfigError(f"ready_timeout_s must be > 0, got {ready_timeout_s}")
         start_ray(address)
         ray = self._ray = import_ray()
+        self._inline = inline_bytes()  # models up to this size travel inline
         cpus = float(ray.cluster_resources().get("CPU", 0.0))
         if workers_per_actor is None:  # no more actor processes than CPUs
             workers_per_actor = max(1, math.ceil(n / max(cpus, 1.0)))
@@ -464,8 +471,15 @@ class RayPool:
             return tuple(x.refs)  # the shards' slices of this version
         key = (version, id(x))
         if self._put_key != key or self._put_x is not x:
-            # A plain view: workers get an ordinary array, never the server buffer.
-            self._put_ref = self._ray.put(None if x is None else np.asarray(x))
+            # A plain array: workers get an ordinary array, never the server buffer.
+            arr = None if x is None else np.asarray(x)
+            if arr is not None and arr.nbytes + _PICKLE_SLACK <= self._inline:
+                # Small enough to travel inside each task message (no trip through
+                # the object store); a copy, since the in-place buffer changes and a
+                # resubmitted job must see its own version.
+                self._put_ref = np.array(arr, copy=True)
+            else:
+                self._put_ref = self._ray.put(arr)
             self._put_key, self._put_x = key, x
         return self._put_ref
 
