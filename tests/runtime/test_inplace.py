@@ -76,7 +76,9 @@ def test_the_update_makes_no_model_sized_temporary():
     assert peak < g.nbytes / 20  # a chunk of scratch, not a 12.8 MB array
     norm = float(np.sqrt(np.dot(g, g)))
     want = np.zeros_like(g) - (g * (1.0 / norm)) * 0.5
-    assert np.asarray(x).tobytes() == want.tobytes()
+    # Equal up to float32 rounding: on some CPUs the last bit differs from this
+    # one-shot expression (seen on an AVX2-only machine).
+    np.testing.assert_allclose(np.asarray(x), want, rtol=1e-6)
 
 
 def test_apply_in_place_matches_numpy_for_every_scalar_chain():
