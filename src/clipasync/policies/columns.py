@@ -261,9 +261,13 @@ class ColumnStep:
         return new, skipped, info
 
 
-def _column_step(
+def column_step(
     points: Sequence[Any], normalized: bool, assign: Assign | None = None
 ) -> ColumnStep | None:
+    """The :class:`ColumnStep` of grid points with ``stepsize``, ``max_norm``,
+    ``delay_adaptive`` (none of them when ``normalized``) and ``assign`` fields
+    (or the given ``assign``), or ``None`` when the assignments differ or one has
+    an adaptive clip."""
     assigns = {p.assign for p in points} if assign is None else {assign}
     if len(assigns) != 1:
         return None
@@ -289,12 +293,12 @@ def _column_step(
 def async_columns(points: Sequence[Any]) -> ColumnStep | None:
     """The :class:`ColumnStep` of asynchronous-SGD grid points (``AsyncSGDParams``),
     or ``None`` when one has an adaptive clip or the assignments differ."""
-    return _column_step(points, normalized=False)
+    return column_step(points, normalized=False)
 
 
 def normalized_columns(points: Sequence[Any]) -> ColumnStep | None:
     """The :class:`ColumnStep` of normalised-SGD grid points."""
-    return _column_step(points, normalized=True)
+    return column_step(points, normalized=True)
 
 
 def ringmaster_columns(points: Sequence[Any]) -> ColumnStep | None:
@@ -305,7 +309,7 @@ def ringmaster_columns(points: Sequence[Any]) -> ColumnStep | None:
         # Cancellations are per configuration; a delay in arrivals is not the
         # version difference the batched loop computes.
         return None
-    step = _column_step(points, normalized=False, assign="same")
+    step = column_step(points, normalized=False, assign="same")
     if step is None:
         return None
     return replace(step, max_delays=np.asarray([float(p.max_delay) for p in points]))

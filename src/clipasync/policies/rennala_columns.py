@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.policies.columns import ColumnResult, ColumnStep, Rows
+from clipasync.policies.columns import ColumnResult, ColumnStep, Rows, column_step
 
 _F64 = npt.NDArray[np.float64]
 
@@ -136,14 +136,9 @@ def rennala_columns(points: Sequence[Any]) -> RennalaColumns | None:
     """The :class:`RennalaColumns` of Rennala grid points (``RennalaParams``), or
     ``None`` with ``cancel_stale`` (its restarts depend on B_j) or an adaptive
     clip (its level has state)."""
-    if any(p.cancel_stale or p.adaptive_clip is not None for p in points):
+    if any(p.cancel_stale for p in points):
         return None
-    inner = ColumnStep(
-        stepsizes=np.asarray([float(p.stepsize) for p in points]),
-        max_norms=np.asarray(
-            [math.inf if p.max_norm is None else float(p.max_norm) for p in points]
-        ),
-        normalized=np.zeros(len(points), dtype=bool),
-        delay_adaptive=np.asarray([bool(p.delay_adaptive) for p in points]),
-    )
+    inner = column_step(points, normalized=False, assign="same")  # None: adaptive
+    if inner is None:
+        return None
     return RennalaColumns(inner, [int(p.batch_size) for p in points])
