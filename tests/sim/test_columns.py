@@ -14,7 +14,11 @@ import numpy as np
 import pytest
 
 from clipasync.engine import RunResult, StopRule, run
-from clipasync.policies.columns import async_columns, normalized_columns
+from clipasync.policies.columns import (
+    ColumnUpdate,
+    async_columns,
+    normalized_columns,
+)
 from clipasync.policies.params import (
     AsyncSGDParams,
     NormalizedSGDParams,
@@ -56,7 +60,15 @@ def _columns(
 ) -> list[RunResult | None]:
     step = lookup(policy).columns(grid)  # type: ignore[misc]
     assert step is not None
-    task = BatchedTask(gradient_task(problem), len(grid))
+    return run_step(step, stops, problem, every)
+
+
+def run_step(
+    step: ColumnUpdate, stops: list[StopRule], problem: Any, every: Any
+) -> list[RunResult | None]:
+    """Run the configurations of ``step`` in one batched loop."""
+    k = step.num_columns
+    task = BatchedTask(gradient_task(problem), k)
     out = run_columns(
         step,
         SimulatedPool(TIMING, task, SEED),
@@ -64,8 +76,8 @@ def _columns(
         problem.initial_point(),
         stops=stops,
         rng=stream(SEED, Stream.POLICY),
-        evaluates=[None if every is None else problem.evaluate] * len(grid),
-        eval_every=[every] * len(grid),
+        evaluates=[None if every is None else problem.evaluate] * k,
+        eval_every=[every] * k,
     )
     return out.results
 

@@ -21,14 +21,9 @@ from clipasync.policies.params import (
 )
 from clipasync.policies.registry import group_columns, lookup
 from clipasync.policies.rennala_columns import rennala_columns
-from clipasync.problems.many import gradient_task
-from clipasync.seeding import Stream, stream
-from clipasync.sim import SimulatedPool
-from clipasync.sim.batched import BatchedTask
-from clipasync.sim.columns import run_columns
 from clipasync.transforms.chains import AdaptiveClip
-from tests.sim.test_batched import PROBLEM, SEED, TIMING, assert_same_run
-from tests.sim.test_columns import _solo
+from tests.sim.test_batched import PROBLEM, assert_same_run
+from tests.sim.test_columns import _solo, run_step
 
 
 def _batched(
@@ -36,18 +31,7 @@ def _batched(
 ) -> list[RunResult | None]:
     step = group_columns([p for p, _ in points], [q for _, q in points])
     assert step is not None
-    task = BatchedTask(gradient_task(PROBLEM), len(points))
-    out = run_columns(
-        step,
-        SimulatedPool(TIMING, task, SEED),
-        task,
-        PROBLEM.initial_point(),
-        stops=stops,
-        rng=stream(SEED, Stream.POLICY),
-        evaluates=[PROBLEM.evaluate] * len(points),
-        eval_every=[2.0] * len(points),
-    )
-    return out.results
+    return run_step(step, stops, PROBLEM, 2.0)
 
 
 def _check(points: list[tuple[str, Any]], stops: list[StopRule]) -> list[RunResult]:
