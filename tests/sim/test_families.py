@@ -104,3 +104,21 @@ def test_points_outside_a_vectorised_step_have_none() -> None:
         step = rennala_columns([RennalaParams(stepsize=0.1, batch_size=2)])
         assert step is not None
         type(step)(step.inner, [0])
+
+
+def test_a_grid_in_method_order_concatenates_its_parts_and_equals_own_runs() -> None:
+    # Rows grouped by method, as a config's grid expands: every arrival's parts
+    # are runs of rows, the union's concatenating path; rows leave at different
+    # arrivals, so the later arrivals bring fewer rows.
+    points: list[tuple[str, Any]] = [
+        ("async_sgd", AsyncSGDParams(stepsize=0.1, max_norm=0.5)),
+        ("async_sgd", AsyncSGDParams(stepsize=0.05, delay_adaptive=True)),
+        ("normalized_sgd", NormalizedSGDParams(stepsize=0.05)),
+        ("rennala", RennalaParams(stepsize=0.3, batch_size=3)),
+        ("rennala", RennalaParams(stepsize=0.2, max_norm=0.2, batch_size=2)),
+    ]
+    step = group_columns([p for p, _ in points], [q for _, q in points])
+    assert isinstance(step, ColumnUnion)
+    split = step._split(np.arange(5, dtype=np.intp))
+    assert split.runs and [p[1] for p in split.pieces] == [slice(0, 3), slice(3, 5)]
+    _check(points, [StopRule(max_arrivals=a) for a in (40, 21, 33, 40, 27)])

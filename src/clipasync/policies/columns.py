@@ -10,10 +10,13 @@ only: configuration j applies
 with ``clip`` the exact clip of Erickson & Johansson (2026), arXiv 2606.13287,
 Algorithm 1 (or the normalisation g/‖g‖, its c → 0 limit), and γ_j(delay) either
 γ_j or the delay-adaptive γ_j·min(1, n/delay) of Mishchenko et al. (2022). Each
-row takes the elementwise operations of its one-configuration transform chain in
-the same order (clip ``g·(c/‖g‖)``, normalise ``g/‖g‖``, then ``·γ``, then
-``x − u``), so a row differs from its own run only by the rounding of ‖g‖. The job
-assignment is common to the grid (``assign``), so one policy stream serves all.
+row's update is one product, ``x − g·(γ_j·c_j/max(‖g‖, c_j))`` (``γ_j/‖g‖`` to
+normalise, ``γ_j`` without a clip), where its one-configuration transform chain
+takes two (clip ``g·(c/‖g‖)`` or normalise ``g/‖g‖``, then ``·γ``): a row
+differs from its own run by the rounding of ‖g‖ and at most two roundings of the
+update per step (bounded by ``tests/sim/test_columns.py``'s relative 1e-12 per
+arrival). The job assignment is common to the grid (``assign``), so one policy
+stream serves all.
 
 Ringmaster (``max_delays``) is the same step with an arrival of delay ≥ R_j
 discarded in row j. The registry gives a method's grid its :class:`ColumnStep` when
@@ -25,6 +28,7 @@ per-configuration path of :mod:`clipasync.sim.batched`).
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -79,6 +83,42 @@ class ColumnUpdate(Protocol):
     ) -> ColumnResult: ...
 
 
+class _Rows(NamedTuple):
+    """A :class:`ColumnStep`'s constants gathered for one set of rows (``cols``):
+    the operands of its fast path (:meth:`ColumnStep._fast`)."""
+
+    stepsizes: _F64
+    #: Numerator and floor of the factor num/max(‖g‖, floor): c_j and c_j for a
+    #: clip (c_j/max(‖g‖, c_j), exactly 1.0 at or below the level), the largest
+    #: float twice without one (1.0), and 1 and 0 to normalise (1/‖g‖).
+    numerators: _F64
+    floors: _F64
+    #: 0.0 where a row reports ``clipped``, NaN where its transform has no clip.
+    clip_base: _F64
+    #: 0.0 for a delay-adaptive row, 1.0 for the others; ``None``: no such row.
+    adaptive_floor: _F64 | None
+    any_normalized: bool
+    max_delays: _F64 | None
+
+
+def _frozen(a: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    a.flags.writeable = False
+    return a
+
+
+@functools.lru_cache(maxsize=256)
+def constant_mask(m: int, value: bool) -> npt.NDArray[np.bool_]:
+    """A read-only mask of ``m`` rows, all ``value``: the mask of an arrival that
+    no row discards (or skips), shared by every such arrival."""
+    return _frozen(np.full(m, value))
+
+
+@functools.lru_cache(maxsize=256)
+def nan_row(m: int) -> _F64:
+    """A read-only row of ``m`` NaNs: the telemetry no row records."""
+    return _frozen(np.full(m, math.nan))
+
+
 @dataclass(frozen=True)
 class ColumnStep:
     """The server step of K asynchronous-SGD configurations (module docstring).
@@ -99,11 +139,14 @@ class ColumnStep:
     delay_adaptive: npt.NDArray[np.bool_]
     assign: Assign = "same"
     max_delays: _F64 | None = None
-    _levels: _F64 = field(init=False, repr=False)
-    _has_clip: npt.NDArray[np.bool_] = field(init=False, repr=False)
-    _all_normalized: bool = field(init=False, repr=False)
-    _any_normalized: bool = field(init=False, repr=False)
-    _any_adaptive: bool = field(init=False, repr=False)
+    # The gathered constants of each set of rows an arrival brings: a run has
+    # few (rows only leave), so each is computed once (bounded, whatever the
+    # arrival order).
+    _gathered: dict[bytes, _Rows] = field(
+        init=False, repr=False, compare=False, default_factory=dict
+    )
+    #: Row j clips (a finite c_j and not normalised).
+    clips: npt.NDArray[np.bool_] = field(init=False, repr=False, compare=False)
 
     @property
     def num_columns(self) -> int:
@@ -118,20 +161,35 @@ class ColumnStep:
         return int(rng.integers(num_workers))
 
     def __post_init__(self) -> None:
-        # Per-configuration constants of the fast path (module docstring): a clip
-        # factor c/max(‖g‖, c) is 1.0 exactly at or below the level, and c/‖g‖
-        # above it, as the scalar clip; "no clip" is the largest float.
-        levels = np.where(np.isfinite(self.max_norms), self.max_norms, _BIG)
-        object.__setattr__(self, "_levels", levels)
-        object.__setattr__(self, "_has_clip", np.isfinite(self.max_norms))
-        object.__setattr__(self, "_all_normalized", bool(self.normalized.all()))
-        object.__setattr__(self, "_any_normalized", bool(self.normalized.any()))
-        object.__setattr__(self, "_any_adaptive", bool(self.delay_adaptive.any()))
+        clips = _frozen(np.isfinite(self.max_norms) & ~self.normalized)
+        object.__setattr__(self, "clips", clips)
 
-    @property
-    def clips(self) -> npt.NDArray[np.bool_]:
-        """Row j clips (a finite c_j and not normalised)."""
-        return self._has_clip & ~self.normalized
+    def _rows(self, cols: npt.NDArray[np.intp]) -> _Rows:
+        key = cols.tobytes()
+        got = self._gathered.get(key)
+        if got is not None:
+            return got
+        if len(self._gathered) > 4 * self.num_columns + 64:
+            self._gathered.clear()
+        normed = self.normalized[cols]
+        clip = np.isfinite(self.max_norms[cols]) & ~normed
+        levels = np.where(clip, self.max_norms[cols], _BIG)
+        adaptive = self.delay_adaptive[cols] & ~normed
+        got = _Rows(
+            stepsizes=_frozen(self.stepsizes[cols].astype(np.float64)),
+            numerators=_frozen(np.where(normed, 1.0, levels)),
+            floors=_frozen(np.where(normed, 0.0, levels)),
+            clip_base=_frozen(np.where(clip | normed, 0.0, math.nan)),
+            adaptive_floor=(
+                _frozen(np.where(adaptive, 0.0, 1.0)) if adaptive.any() else None
+            ),
+            any_normalized=bool(normed.any()),
+            max_delays=(
+                None if self.max_delays is None else _frozen(self.max_delays[cols])
+            ),
+        )
+        self._gathered[key] = got
+        return got
 
     def update(
         self,
@@ -149,65 +207,53 @@ class ColumnStep:
             returned unchanged; the telemetry of every row (NaN where the
             one-configuration run records none).
         """
-        new, skipped, info = self._update(xs, gs, cols, delays, num_workers)
-        discarded = np.zeros(skipped.shape[0], dtype=bool)
-        if self.max_delays is not None:
-            discarded = delays >= self.max_delays[cols]
+        rows = self._rows(cols)
+        norms = np.sqrt(np.einsum("ij,ij->i", gs, gs, dtype=np.float64))
+        step = self._step(rows, delays, num_workers)
+        m = norms.shape[0]
+        # One check for both exits of the fast path: a non-finite norm (the sum
+        # is then non-finite; a finite sum that overflows only costs the general
+        # path) and a zero norm to normalise.
+        total = float(norms.sum())
+        if math.isfinite(total) and not (rows.any_normalized and norms.min() == 0.0):
+            new, info = self._fast(xs, gs, rows, norms, step)
+            skipped = constant_mask(m, False)
+        else:
+            new, skipped, info = self._general(
+                xs, gs, cols, delays, num_workers, norms, step
+            )
+        if rows.max_delays is None:
+            return ColumnResult(new, ~skipped, constant_mask(m, False), skipped, info)
+        discarded = delays >= rows.max_delays
         if discarded.any():  # checked first: a discarded arrival is never skipped
             new[discarded] = xs[discarded]
             skipped = skipped & ~discarded
             info = {k: np.where(discarded, math.nan, v) for k, v in info.items()}
         return ColumnResult(new, ~(skipped | discarded), discarded, skipped, info)
 
-    def _update(
-        self,
-        xs: Rows,
-        gs: Rows,
-        cols: npt.NDArray[np.intp],
-        delays: npt.NDArray[np.int64],
-        num_workers: int,
-    ) -> tuple[Rows, npt.NDArray[np.bool_], dict[str, _F64]]:
-        norms = np.sqrt(np.einsum("ij,ij->i", gs, gs, dtype=np.float64))
-        step = self._step(cols, delays, num_workers)
-        normed = self.normalized[cols] if self._any_normalized else None
-        fast = bool(np.isfinite(norms).all()) and (
-            normed is None or not bool((norms[normed] == 0.0).any())
-        )
-        if not fast:
-            return self._general(xs, gs, cols, delays, num_workers, norms, step)
-        dtype = gs.dtype
-        if self._all_normalized:
-            u = gs / norms.astype(dtype, copy=False)[:, None]
-            clipped = np.ones_like(norms)
-        else:
-            levels = self._levels[cols]
-            mult = levels / np.maximum(norms, levels)
-            u = gs * mult.astype(dtype, copy=False)[:, None]
-            clipped = np.where(
-                self._has_clip[cols],
-                (norms > levels).astype(np.float64),
-                math.nan,
-            )
-            if normed is not None and normed.any():
-                # Normalised rows beside clipped ones (:func:`concat_columns`):
-                # g/‖g‖, the division of the one-configuration transform.
-                u[normed] = (
-                    gs[normed] / norms[normed].astype(dtype, copy=False)[:, None]
-                )
-                clipped[normed] = 1.0
-        u *= step.astype(dtype, copy=False)[:, None]
-        info = {"pre_clip_norm": norms, "clipped": clipped, "stepsize": step}
-        return xs - u, np.zeros(norms.shape[0], dtype=bool), info
+    def _fast(
+        self, xs: Rows, gs: Rows, rows: _Rows, norms: _F64, step: _F64
+    ) -> tuple[Rows, dict[str, _F64]]:
+        """The step of finite gradients with no zero norm to normalise: the factor
+        num_j/max(‖g‖, floor_j) (:class:`_Rows`: clip, no clip or normalisation)
+        times γ_j, then ``x − factor·g``: one product per row, so a row differs
+        from its own run (``g·(c/‖g‖)``, ``g/‖g‖``, then ``·γ``) by a couple of
+        roundings of the update."""
+        factor = rows.numerators / np.maximum(norms, rows.floors)
+        factor *= step
+        u = gs * factor.astype(gs.dtype, copy=False)[:, None]
+        np.subtract(xs, u, out=u)
+        clipped = (norms > rows.floors) + rows.clip_base
+        return u, {"pre_clip_norm": norms, "clipped": clipped, "stepsize": step}
 
-    def _step(
-        self, cols: npt.NDArray[np.intp], delays: npt.NDArray[np.int64], n: int
-    ) -> _F64:
-        """γ_j, or γ_j·min(1, n/delay) for the delay-adaptive rows."""
-        gamma = self.stepsizes[cols]
-        if not self._any_adaptive:
-            return gamma
-        rule = np.where(delays <= n, 1.0, n / np.maximum(delays, 1))
-        out: _F64 = np.where(self.delay_adaptive[cols], gamma * rule, gamma)
+    @staticmethod
+    def _step(rows: _Rows, delays: npt.NDArray[np.int64], n: int) -> _F64:
+        """γ_j, or γ_j·min(1, n/delay) for the delay-adaptive rows (max with 1.0,
+        not a selection, leaves the other rows' γ_j·1.0 = γ_j)."""
+        if rows.adaptive_floor is None:
+            return rows.stepsizes
+        rule = np.minimum(1.0, n / np.maximum(delays, 1))
+        out: _F64 = rows.stepsizes * np.maximum(rule, rows.adaptive_floor)
         return out
 
     def _general(

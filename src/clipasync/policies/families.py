@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +40,15 @@ def uncancelled_family(point: Any) -> str | None:
     """The family of a Ringmaster or Rennala point: ``"redispatch:same"`` unless
     it cancels stale jobs (its cancellations then depend on its hyperparameters)."""
     return None if point.cancel_stale else f"{REDISPATCH}:same"
+
+
+class _Split(NamedTuple):
+    """An arrival's rows by part: ``(part, rows, the part's columns)`` each, in
+    row order; ``runs``: every part's rows are one run, and the runs follow each
+    other."""
+
+    pieces: list[tuple[int, Any, npt.NDArray[np.intp]]]
+    runs: bool
 
 
 class ColumnUnion:
@@ -70,18 +79,16 @@ class ColumnUnion:
         # run has few such sets (rows only leave), so each one's split into
         # parts is computed once, a part's run of consecutive rows as a slice
         # (its gathers are then views, not copies).
-        self._splits: dict[bytes, list[tuple[int, Any, npt.NDArray[np.intp]]]] = {}
+        self._splits: dict[bytes, _Split] = {}
 
-    def _split(
-        self, cols: npt.NDArray[np.intp]
-    ) -> list[tuple[int, Any, npt.NDArray[np.intp]]]:
+    def _split(self, cols: npt.NDArray[np.intp]) -> _Split:
         key = cols.tobytes()
         got = self._splits.get(key)
         if got is None:
             if len(self._splits) > 4 * self.num_columns + 64:
                 self._splits.clear()  # bounded, whatever the arrival order
             part = self._part[cols]
-            got = []
+            pieces = []
             for i in range(len(self._steps)):
                 sel = np.flatnonzero(part == i)
                 if not sel.shape[0]:
@@ -89,7 +96,12 @@ class ColumnUnion:
                 whole: Any = sel
                 if sel[-1] - sel[0] + 1 == sel.shape[0]:
                     whole = slice(int(sel[0]), int(sel[-1]) + 1)
-                got.append((i, whole, self._local[cols[sel]]))
+                pieces.append((i, whole, self._local[cols[sel]]))
+            # Parts that are runs of rows, one after the other (as a batch's
+            # methods are): their outputs are concatenated, not scattered.
+            pieces.sort(key=lambda p: p[1].start if isinstance(p[1], slice) else -1)
+            runs = all(isinstance(p[1], slice) for p in pieces)
+            got = _Split(pieces, runs)
             self._splits[key] = got
         return got
 
@@ -111,14 +123,32 @@ class ColumnUnion:
         num_workers: int,
     ) -> ColumnResult:
         """Each part's step on its rows of the arrival (see ``ColumnUpdate``)."""
+        split = self._split(cols)
+        outs = []
+        for i, sel, local in split.pieces:
+            step = self._steps[i]
+            out = step.update(xs[sel], gs[sel], local, delays[sel], num_workers)
+            outs.append((sel, out))
+        if len(outs) == 1:
+            return outs[0][1]
+        res = [out for _, out in outs]
+        if split.runs and all(r.info.keys() == res[0].info.keys() for r in res):
+            return ColumnResult(
+                np.concatenate([r.new for r in res]),
+                np.concatenate([r.applied for r in res]),
+                np.concatenate([r.discarded for r in res]),
+                np.concatenate([r.skipped for r in res]),
+                {
+                    key: np.concatenate([r.info[key] for r in res])
+                    for key in res[0].info
+                },
+            )
         m = cols.shape[0]
         new = np.empty_like(xs)
         # Every row is in one part and every part fills every field of its rows.
         masks = [np.empty(m, dtype=bool) for _ in range(3)]
         info: dict[str, npt.NDArray[np.float64]] = {}
-        for i, sel, local in self._split(cols):
-            step = self._steps[i]
-            out = step.update(xs[sel], gs[sel], local, delays[sel], num_workers)
+        for sel, out in outs:
             new[sel] = out.new
             for mask, got in zip(masks, out[1:4], strict=True):
                 mask[sel] = got

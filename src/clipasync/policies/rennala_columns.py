@@ -19,9 +19,9 @@ other methods of that sequence (:mod:`clipasync.policies.families`).
 
 The step keeps per-row state (the running sums and counts), so a fresh one is built
 for each batched run. Each row takes its one-configuration policy's operations in
-the same order (``total + g``, ``total / count``, then the transform chain of
-:class:`~clipasync.policies.columns.ColumnStep` at delay 0), so a row differs from
-its own run only by the rounding of ‖·‖.
+the same order (``total + g``, ``total / count``), then the step of
+:class:`~clipasync.policies.columns.ColumnStep` at delay 0, so a row differs from
+its own run as that step's rows do (the rounding of ‖·‖ and of its one product).
 """
 
 from __future__ import annotations
@@ -33,7 +33,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from clipasync.policies.columns import ColumnResult, ColumnStep, Rows, column_step
+from clipasync.policies.columns import (
+    ColumnResult,
+    ColumnStep,
+    Rows,
+    column_step,
+    constant_mask,
+    nan_row,
+)
 
 _F64 = npt.NDArray[np.float64]
 
@@ -88,29 +95,34 @@ class RennalaColumns:
         """
         if self._totals is None:
             self._totals = np.zeros((self.num_columns, gs.shape[1]), dtype=gs.dtype)
+        m = gs.shape[0]
         norms = np.sqrt(np.einsum("ij,ij->i", gs, gs, dtype=np.float64))
         discarded = delays != 0
-        skipped = ~discarded & ~np.isfinite(norms)
-        take = ~discarded & ~skipped
-        nan = np.full(norms.shape[0], math.nan)
-        info = {
-            "pre_clip_norm": np.where(take, norms, math.nan),
-            "clipped": nan,
-            "stepsize": nan.copy(),
-        }
-        applied = np.zeros(norms.shape[0], dtype=bool)
-        if not take.any():
-            return ColumnResult(xs, applied, discarded, skipped, info)
-        new = xs
-        c = cols[take]
+        # A finite sum of the norms: every gradient is finite (one reduction,
+        # not a mask, on the common path).
+        if math.isfinite(float(norms.sum())):
+            skipped, take = constant_mask(m, False), ~discarded
+        else:
+            skipped = ~discarded & ~np.isfinite(norms)
+            take = ~discarded & ~skipped
+        pre_clip_norm = np.where(take, norms, math.nan)
+        nan = nan_row(m)
+        info = {"pre_clip_norm": pre_clip_norm, "clipped": nan, "stepsize": nan}
+        taken = np.flatnonzero(take)
+        if not taken.shape[0]:
+            return ColumnResult(xs, constant_mask(m, False), discarded, skipped, info)
+        c = cols[taken]
         # Rennala's _accumulate copies the first gradient and adds the others;
         # the sums start at zero and 0 + g == g exactly.
-        self._totals[c] += gs[take]
+        self._totals[c] += gs[taken]
         self._counts[c] += 1
         done = self._counts[c] >= self.batch_sizes[c]
+        new, applied = xs, constant_mask(m, False)
         if done.any():
+            info["clipped"], info["stepsize"] = nan.copy(), nan.copy()
+            applied = np.zeros(m, dtype=bool)
             dc = c[done]
-            rows = np.flatnonzero(take)[done]
+            rows = taken[done]
             mean = self._totals[dc] / self._counts[dc].astype(np.float64)[:, None]
             zero = np.zeros(dc.shape[0], dtype=np.int64)
             # A mean of finite gradients is finite: the inner step applies it.
