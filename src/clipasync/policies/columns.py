@@ -225,7 +225,8 @@ class ColumnStep:
         if rows.max_delays is None:
             return ColumnResult(new, ~skipped, constant_mask(m, False), skipped, info)
         discarded = delays >= rows.max_delays
-        if discarded.any():  # checked first: a discarded arrival is never skipped
+        # Checked first: a discarded arrival is never skipped.
+        if np.count_nonzero(discarded):
             new[discarded] = xs[discarded]
             skipped = skipped & ~discarded
             info = {k: np.where(discarded, math.nan, v) for k, v in info.items()}
@@ -248,11 +249,12 @@ class ColumnStep:
 
     @staticmethod
     def _step(rows: _Rows, delays: npt.NDArray[np.int64], n: int) -> _F64:
-        """γ_j, or γ_j·min(1, n/delay) for the delay-adaptive rows (max with 1.0,
-        not a selection, leaves the other rows' γ_j·1.0 = γ_j)."""
+        """γ_j, or γ_j·min(1, n/delay) for the delay-adaptive rows: n/max(delay, n)
+        (exactly 1.0 up to delay n); the max with 1.0 leaves the other rows'
+        γ_j·1.0 = γ_j."""
         if rows.adaptive_floor is None:
             return rows.stepsizes
-        rule = np.minimum(1.0, n / np.maximum(delays, 1))
+        rule = n / np.maximum(delays, n)
         out: _F64 = rows.stepsizes * np.maximum(rule, rows.adaptive_floor)
         return out
 

@@ -96,33 +96,39 @@ class RennalaColumns:
         if self._totals is None:
             self._totals = np.zeros((self.num_columns, gs.shape[1]), dtype=gs.dtype)
         m = gs.shape[0]
-        norms = np.sqrt(np.einsum("ij,ij->i", gs, gs, dtype=np.float64))
         discarded = delays != 0
-        # A finite sum of the norms: every gradient is finite (one reduction,
-        # not a mask, on the common path).
-        if math.isfinite(float(norms.sum())):
-            skipped, take = constant_mask(m, False), ~discarded
-        else:
-            skipped = ~discarded & ~np.isfinite(norms)
-            take = ~discarded & ~skipped
-        pre_clip_norm = np.where(take, norms, math.nan)
+        fresh = np.flatnonzero(~discarded)
         nan = nan_row(m)
+        no = constant_mask(m, False)
+        if not fresh.shape[0]:  # every row discards: nothing to collect
+            info = {"pre_clip_norm": nan, "clipped": nan, "stepsize": nan}
+            return ColumnResult(xs, no, discarded, no, info)
+        # Only the collected arrivals' norms are recorded (and checked).
+        got = gs[fresh]
+        norms = np.sqrt(np.einsum("ij,ij->i", got, got, dtype=np.float64))
+        skipped = no
+        if not math.isfinite(float(norms.sum())):
+            finite = np.isfinite(norms)
+            skipped = np.zeros(m, dtype=bool)
+            skipped[fresh[~finite]] = True
+            fresh, got, norms = fresh[finite], got[finite], norms[finite]
+        pre_clip_norm = np.full(m, math.nan)
+        pre_clip_norm[fresh] = norms
         info = {"pre_clip_norm": pre_clip_norm, "clipped": nan, "stepsize": nan}
-        taken = np.flatnonzero(take)
-        if not taken.shape[0]:
-            return ColumnResult(xs, constant_mask(m, False), discarded, skipped, info)
-        c = cols[taken]
+        if not fresh.shape[0]:
+            return ColumnResult(xs, no, discarded, skipped, info)
+        c = cols[fresh]
         # Rennala's _accumulate copies the first gradient and adds the others;
         # the sums start at zero and 0 + g == g exactly.
-        self._totals[c] += gs[taken]
+        self._totals[c] += got
         self._counts[c] += 1
         done = self._counts[c] >= self.batch_sizes[c]
-        new, applied = xs, constant_mask(m, False)
-        if done.any():
+        new, applied = xs, no
+        if np.count_nonzero(done):
             info["clipped"], info["stepsize"] = nan.copy(), nan.copy()
             applied = np.zeros(m, dtype=bool)
             dc = c[done]
-            rows = taken[done]
+            rows = fresh[done]
             mean = self._totals[dc] / self._counts[dc].astype(np.float64)[:, None]
             zero = np.zeros(dc.shape[0], dtype=np.int64)
             # A mean of finite gradients is finite: the inner step applies it.
@@ -135,7 +141,7 @@ class RennalaColumns:
             # mean, so the arrival's own norm stays.
             clip = self.inner.clips[dc]
             info["pre_clip_norm"][rows] = np.where(
-                clip, part["pre_clip_norm"], norms[rows]
+                clip, part["pre_clip_norm"], norms[done]
             )
             info["clipped"][rows] = part["clipped"]
             info["stepsize"][rows] = part["stepsize"]

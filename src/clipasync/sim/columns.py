@@ -151,7 +151,10 @@ def run_columns(
     alive = np.ones(k, dtype=bool)
     log: list[tuple[Any, ...]] = []
 
+    running = [k]  # rows alive, counted: cheaper than alive.any() per arrival
+
     def leave(r: _Row) -> None:
+        running[0] -= int(alive[r.index])  # a row leaves once
         alive[r.index] = False
         task.alive[r.index] = False
         results[r.index] = r.result()
@@ -197,7 +200,7 @@ def run_columns(
 
     def next_slack() -> float:
         """Arrivals before any alive row can reach its update or arrival budget."""
-        if not alive.any():
+        if not running[0]:
             return math.inf
         left = np.minimum(max_updates - sh.applied, max_arrivals - sh.arrivals)
         return float(left[alive].min())
@@ -205,7 +208,7 @@ def run_columns(
     check = next_check()
     slack = next_slack()
     last_t = 0.0
-    while alive.any():
+    while running[0]:
         try:
             arrival = pool.next_arrival()
         except SimulationExhausted:
@@ -223,12 +226,12 @@ def run_columns(
             if shared is not None:
                 shared.clear()
             check = next_check()
-            if not alive.any():
+            if not running[0]:
                 break
         last_t = t
         cols, gs, submitted = payload_of(arrival.payload)
         live = alive[cols]
-        if not live.all():
+        if np.count_nonzero(live) != live.shape[0]:
             cols, gs, submitted = cols[live], gs[live], submitted[live]
         full = cols.shape[0] == k  # every row alive: whole arrays, no gathers
         before = sh.versions if full else sh.versions[cols]
@@ -244,9 +247,10 @@ def run_columns(
             sh.xs[cols], sh.versions[cols] = new, before + applied
             sh.arrivals[cols] += 1
             sh.applied[cols] += applied
-        if discarded.any():
+        # count_nonzero: a third of ``any``'s cost on a short mask.
+        if np.count_nonzero(discarded):
             sh.discarded[cols] += discarded
-        if skipped.any():
+        if np.count_nonzero(skipped):
             sh.skipped[cols] += skipped
         event = (t, arrival.job, arrival.worker, arrival.compute_time)
         log.append((*event, cols, before, delays, applied, discarded, skipped, info))
