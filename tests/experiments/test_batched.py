@@ -169,3 +169,32 @@ def test_a_resumed_batched_grid_redoes_a_lost_run_bit_for_bit(tmp_path: Path) ->
     assert after == before  # arrival and evaluation records, byte for byte
     # The finished run of the same batch was recomputed, not rewritten.
     assert (out / "runs" / group[0].run_id / "summary.json").read_bytes() == kept
+
+
+NEWER = {  # the methods of the faithful-baselines issue, two stepsizes each
+    "momentum": {"policy": "async_momentum", "stepsize": [0.1, 0.05],
+                 "server_momentum": [0.5]},
+    "dc": {"policy": "dc_asgd", "stepsize": [0.1, 0.05], "compensation": [0.5]},
+    "picky": {"policy": "picky_sgd", "stepsize": [0.1, 0.05], "threshold": [0.5]},
+    "ringleader": {"policy": "ringleader", "stepsize": [0.1, 0.05]},
+    "malenia": {"policy": "malenia", "stepsize": [0.1, 0.05], "batch_size": [3]},
+    "m_sync": {"policy": "m_sync", "stepsize": [0.1, 0.05], "quorum": [2]},
+    "mindflayer": {"policy": "mindflayer", "stepsize": [0.1, 0.05],
+                   "batch_size": [2], "time_limit": [2.5]},
+    "fedavg": {"policy": "fedavg", "local_stepsize": [0.1, 0.05],
+               "clients_per_round": 2},
+}  # fmt: skip
+
+
+def test_the_newer_methods_batch_their_grids_and_write_the_one_by_one_runs(
+    tmp_path: Path,
+) -> None:
+    cfg = validate_config(tiny_experiment(NEWER))
+    groups = group_specs(expand(cfg))
+    assert sorted(sorted({s.method for s in g}) for g in groups) == sorted(
+        [m] for m in NEWER
+    )
+    assert all(len(g) == 2 for g in groups)
+    batched = run_experiment(cfg, tmp_path / "b", progress=False)
+    alone = run_experiment(cfg, tmp_path / "n", progress=False, batch=False)
+    assert _same_outputs(alone, batched) == 16

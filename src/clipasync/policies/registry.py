@@ -348,6 +348,7 @@ register(
         p.label_ringleader,
         needs_all_workers=True,
         example=p.RingleaderParams(stepsize=0.1, max_norm=1.0),
+        schedule=(),
     )
 )
 register(
@@ -360,6 +361,7 @@ register(
         p.label_malenia,
         needs_all_workers=True,
         example=p.MaleniaParams(stepsize=0.1, max_norm=1.0, batch_size=6),
+        schedule=("batch_size", "cancel_stale"),
     )
 )
 register(
@@ -372,6 +374,7 @@ register(
         p.label_m_sync,
         needs_all_workers=True,
         example=p.MSyncParams(stepsize=0.1, max_norm=1.0, quorum=2),
+        schedule=("quorum", "cancel_stale"),
     )
 )
 register(
@@ -393,6 +396,9 @@ register(
             local_steps=2,
             clients_per_round=2,
         ),
+        # The participants are drawn from the policy stream, seeded alike for
+        # every grid point, at rounds that counts alone decide.
+        schedule=("local_steps", "clients_per_round"),
     )
 )
 register(
@@ -406,6 +412,7 @@ register(
         example=p.AsyncMomentumParams(
             stepsize=0.05, max_norm=1.0, server_momentum=0.5, nesterov=True
         ),
+        schedule=("assign",),
     )
 )
 register(
@@ -418,6 +425,7 @@ register(
         p.label_dc_asgd,
         needs_all_workers=True,
         example=p.DCASGDParams(stepsize=0.1, max_norm=1.0, compensation=0.5),
+        schedule=(),
     )
 )
 register(
@@ -429,6 +437,7 @@ register(
         p.build_picky,
         p.label_picky,
         example=p.PickyParams(stepsize=0.1, max_norm=1.0, threshold=0.05),
+        schedule=(),
     )
 )
 register(
@@ -445,5 +454,6 @@ register(
         example=p.MindFlayerParams(
             stepsize=0.1, batch_size=2, time_limit=120.0, cancel_stale=False
         ),
+        schedule=("batch_size", "time_limit", "time_limits", "cancel_stale"),
     )
 )
