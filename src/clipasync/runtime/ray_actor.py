@@ -54,10 +54,20 @@ class _RayOracle:
         origin: float,
         norms: bool = False,
         shards: int = 0,
+        epoch: int = 0,
     ) -> None:
         self._lock = threading.Lock()
         self.reset(
-            factory, workers, seed, timing, time_unit_s, streams, origin, norms, shards
+            factory,
+            workers,
+            seed,
+            timing,
+            time_unit_s,
+            streams,
+            origin,
+            norms,
+            shards,
+            epoch,
         )
 
     def reset(
@@ -71,8 +81,14 @@ class _RayOracle:
         origin: float,
         norms: bool = False,
         shards: int = 0,
+        epoch: int = 0,
     ) -> int:
-        """(Re)build the workers for a run (a reused actor: no new process)."""
+        """(Re)build the workers for a run (a reused actor: no new process).
+
+        ``epoch`` numbers the pool's runs: job ids restart at 0 with each run, so a
+        cancellation sent in an earlier run, which may run after this reset (it
+        travels in its own concurrency group), must not cancel this run's job of
+        the same id."""
         self._norms = norms or shards > 0  # send ‖g‖² with each float payload
         self._shards = shards  # > 0: return the payload as this many slices
         self._slots = {
@@ -81,14 +97,18 @@ class _RayOracle:
         }
         self._unit = time_unit_s
         self._origin = origin  # wall-clock (epoch) start of the pool
+        with self._lock:
+            self._epoch = epoch
         return os.getpid()
 
     def ready(self) -> int:
         return os.getpid()
 
-    def cancel(self, job: int, worker: int) -> None:
-        slot = self._slots[worker]
+    def cancel(self, job: int, worker: int, epoch: int = 0) -> None:
         with self._lock:
+            if epoch != self._epoch:  # a job of an earlier run: long gone
+                return
+            slot = self._slots[worker]
             if slot.running is not None and slot.running[0] == job:
                 slot.running[1].set()
             elif job > slot.last_started:

@@ -202,6 +202,7 @@ class RayPool:
         self._host_of = [w // k for w in range(n)]
         self._consecutive = [0] * len(self._hosts)
         self._generation = [0] * len(self._hosts)
+        self._epoch = 0  # runs of this pool's actors (see reset)
         self._jobs: dict[int, _Job] = {}  # live: not arrived, not cancelled
         self._inflight: dict[Any, int] = {}  # result ref -> job (incl. cancelled)
         self._cancelled: dict[int, int] = {}  # cancelled job -> worker, until drained
@@ -247,6 +248,7 @@ class RayPool:
         self._inflight.clear()
         self._cancelled.clear()
         self._next_job = 0
+        self._epoch += 1  # this run's cancellations only (the actor's reset)
         self._put_key = self._put_x = self._put_ref = None
         self._origin = time.time()
         t0 = time.perf_counter()
@@ -285,7 +287,9 @@ class RayPool:
             return
         self._cancelled[job] = j.worker
         actor = self._actors[self._host_of[j.worker]]
-        actor.cancel.options(concurrency_group=CONTROL).remote(job, j.worker)
+        actor.cancel.options(concurrency_group=CONTROL).remote(
+            job, j.worker, self._epoch
+        )
 
     def next_arrival(self) -> Arrival:
         ray = self._ray
@@ -311,6 +315,11 @@ class RayPool:
                 continue
             if j is None:  # duplicate or unknown: never applied twice
                 continue
+            if status == "cancelled":  # never asked for: no gradient to return
+                raise RuntimeError(
+                    f"job {job} of worker {j.worker} came back cancelled, "
+                    "but this run did not cancel it"
+                )
             self._keep_streams(j.worker, job, streams)
             del self._jobs[job]
             if status == "exhausted":
@@ -377,6 +386,7 @@ class RayPool:
             self._origin,
             self._in_place,
             self._shards,
+            self._epoch,
         )
 
     def _new_actor(self, host: int) -> Any:
