@@ -122,3 +122,14 @@ def test_a_grid_in_method_order_concatenates_its_parts_and_equals_own_runs() -> 
     split = step._split(np.arange(5, dtype=np.intp))
     assert split.runs and [p[1] for p in split.pieces] == [slice(0, 3), slice(3, 5)]
     _check(points, [StopRule(max_arrivals=a) for a in (40, 21, 33, 40, 27)])
+
+
+def test_an_arrival_with_no_rows_changes_nothing() -> None:
+    step = group_columns(
+        ["async_sgd", "rennala"],
+        [AsyncSGDParams(stepsize=0.1), RennalaParams(stepsize=0.1, batch_size=2)],
+    )
+    assert isinstance(step, ColumnUnion)
+    empty = np.zeros((0, 3))
+    out = step.update(empty, empty, np.zeros(0, np.intp), np.zeros(0, np.int64), 2)
+    assert out.new.shape == (0, 3) and out.applied.shape == (0,)

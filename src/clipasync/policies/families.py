@@ -132,7 +132,7 @@ class ColumnUnion:
         if len(outs) == 1:
             return outs[0][1]
         res = [out for _, out in outs]
-        if split.runs and all(r.info.keys() == res[0].info.keys() for r in res):
+        if res and split.runs and all(r.info.keys() == res[0].info.keys() for r in res):
             return ColumnResult(
                 np.concatenate([r.new for r in res]),
                 np.concatenate([r.applied for r in res]),
