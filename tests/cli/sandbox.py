@@ -3,11 +3,16 @@ bounded time and memory; report what it printed and what it touched."""
 
 from __future__ import annotations
 
+import json
 import os
+import queue
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +22,8 @@ import clipasync
 MEMORY_BYTES = 3 << 30
 #: Wall-clock cap: a case still running then is a hang.
 TIMEOUT_S = 30.0
-#: What "within a few seconds" means for one refused case (start-up included).
+#: What "within a few seconds" means for one refused case (a fresh interpreter's
+#: start-up included; a forked case has none to pay).
 FEW_SECONDS = 10.0
 SRC = str(Path(clipasync.__file__).resolve().parents[1])
 #: matplotlib's font cache, shared by the cases and kept out of the sandbox (a
@@ -80,16 +86,8 @@ def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
-def run_cli(
-    args: list[str],
-    cwd: Path,
-    env: dict[str, str] | None = None,
-    timeout: float = TIMEOUT_S,
-) -> Outcome:
-    """Run ``clipasync ARGS`` in ``cwd`` (HOME is ``cwd/home``) with the limits."""
-    home = cwd / "home"
-    home.mkdir(exist_ok=True)
-    full_env = {
+def _environment(home: Path, env: dict[str, str] | None) -> dict[str, str]:
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": SRC,
         "HOME": str(home),
@@ -100,25 +98,123 @@ def run_cli(
         "COLUMNS": "200",
         **(env or {}),
     }
-    before = _snapshot(cwd)
-    t0 = time.perf_counter()
+
+
+class ForkServer:
+    """One tests/cli/fork_server.py process: the CLI imported once, a fork per case."""
+
+    def __init__(self) -> None:
+        home = Path(tempfile.mkdtemp(prefix="clipasync-fork-server-"))
+        self._home = home
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("fork_server.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_environment(home, None),
+            cwd=home,
+            text=True,
+        )
+
+    def run(
+        self, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> tuple[int | None, str, str, float]:
+        """Run one case; (exit status or None if killed at ``timeout``, stdout, stderr,
+        seconds)."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        with tempfile.TemporaryDirectory(prefix="clipasync-case-") as tmp:
+            out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+            request = {
+                "args": args,
+                "cwd": str(cwd),
+                "env": env,
+                "stdout": str(out),
+                "stderr": str(err),
+                "timeout": timeout,
+                "memory": MEMORY_BYTES,
+            }
+            self._proc.stdin.write(json.dumps(request) + "\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+            if not line:
+                raise RuntimeError("the fork server ended")
+            reply = json.loads(line)
+            read = {"encoding": "utf-8", "errors": "replace"}
+            stdout = out.read_text(**read) if out.exists() else ""
+            stderr = err.read_text(**read) if err.exists() else ""
+        return reply["rc"], stdout, stderr, float(reply["seconds"])
+
+    def close(self) -> None:
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        try:
+            self._proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        shutil.rmtree(self._home, ignore_errors=True)
+
+
+class ServerPool:
+    """``size`` fork servers, lent one at a time to the threads that run cases."""
+
+    def __init__(self, size: int) -> None:
+        self._all = [ForkServer() for _ in range(size)]
+        self._free: queue.Queue[ForkServer] = queue.Queue()
+        for server in self._all:
+            self._free.put(server)
+
+    @contextmanager
+    def lend(self) -> Iterator[ForkServer]:
+        server = self._free.get()
+        try:
+            yield server
+        finally:
+            self._free.put(server)
+
+    def close(self) -> None:
+        for server in self._all:
+            server.close()
+
+
+def _subprocess(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> tuple[int | None, str, str]:
     try:
         proc = subprocess.run(
             [sys.executable, "-c", LIMITED_ENTRY, *args],
             cwd=cwd,
-            env=full_env,
+            env=env,
             capture_output=True,
             text=True,
             errors="replace",
             timeout=timeout,
         )
-        rc: int | None = proc.returncode
-        stdout, stderr = proc.stdout, proc.stderr
+        return proc.returncode, proc.stdout, proc.stderr
     except subprocess.TimeoutExpired as exc:
-        rc = None
-        stdout = str(exc.stdout or "")
-        stderr = str(exc.stderr or "")
-    seconds = time.perf_counter() - t0
+        return None, str(exc.stdout or ""), str(exc.stderr or "")
+
+
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = TIMEOUT_S,
+    servers: ServerPool | None = None,
+) -> Outcome:
+    """Run ``clipasync ARGS`` in ``cwd`` (HOME is ``cwd/home``) with the limits: a
+    fresh interpreter, or a child forked by one of ``servers`` (same limits, same
+    entry point, without paying the imports again)."""
+    home = cwd / "home"
+    home.mkdir(exist_ok=True)
+    full_env = _environment(home, env)
+    before = _snapshot(cwd)
+    t0 = time.perf_counter()
+    if servers is None:
+        rc, stdout, stderr = _subprocess(args, cwd, full_env, timeout)
+        seconds = time.perf_counter() - t0
+    else:
+        with servers.lend() as server:
+            rc, stdout, stderr, seconds = server.run(args, cwd, full_env, timeout)
     after = _snapshot(cwd)
     changed = sorted(
         p

@@ -6,9 +6,12 @@ exit non-zero with one ``error:`` line and no traceback, within a few seconds
 under a 3 GiB address-space limit (tests/cli/sandbox.py), writing nothing outside
 its output directory; the code-execution checkpoint never runs its command.
 
-The corpus is several hundred subprocesses (~0.5 s each, the CLI's start-up),
-started a few at a time from threads and checked in chunks (each chunk's failures
-are listed by case id): it is marked ``slow`` and still runs under ``make test``.
+The corpus is several hundred cases, each a process of its own: a child forked
+by a fork server (tests/cli/fork_server.py) that imported the CLI once, since the
+~0.85 s start-up per fresh interpreter was most of the corpus's time. A sample of
+cases is also run in fresh interpreters and must answer the same. Cases run a few
+at a time from threads and are checked in chunks (each chunk's failures are listed
+by case id): they are marked ``slow`` and still run under ``make test``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.cli.fuzz_corpus import BASE_TEXT, config_cases, side_files
-from tests.cli.sandbox import run_cli, write_files
+from tests.cli.sandbox import ServerPool, run_cli, write_files
 from tests.cli.tamper_corpus import PWNED, make_ray_dir, report_cases, resume_cases
 
 CONFIG_CASES = config_cases()
@@ -59,6 +62,24 @@ def _failures(cases: list[Any], check: Callable[[Any], list[str]]) -> list[str]:
     return [f"{case[0]}: {p}" for case, problems in pairs for p in problems]
 
 
+@pytest.fixture(scope="module")
+def servers() -> Iterator[ServerPool]:
+    pool = ServerPool(PARALLEL)
+    yield pool
+    pool.close()
+
+
+def _config_case(
+    root: Path, case: tuple[str, dict[str, str | bytes], list[str]]
+) -> Path:
+    cid, files, _ = case
+    root = root / cid
+    root.mkdir(parents=True)
+    write_files(root, side_files())
+    write_files(root, files)
+    return root
+
+
 def test_the_corpus_is_as_large_as_promised() -> None:
     assert len(CONFIG_CASES) >= 300
     assert len(TAMPER_CASES) >= 50
@@ -70,17 +91,36 @@ def test_the_corpus_is_as_large_as_promised() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("cases", _chunks(CONFIG_CASES))
 def test_a_malformed_config_is_one_clear_line(
-    tmp_path: Path, cases: list[tuple[str, dict[str, str | bytes], list[str]]]
+    tmp_path: Path,
+    servers: ServerPool,
+    cases: list[tuple[str, dict[str, str | bytes], list[str]]],
 ) -> None:
     def check(case: tuple[str, dict[str, str | bytes], list[str]]) -> list[str]:
-        cid, files, args = case
-        root = tmp_path / cid
-        root.mkdir()
-        write_files(root, side_files())
-        write_files(root, files)
-        return run_cli(args, root).problems()
+        return run_cli(
+            case[2], _config_case(tmp_path, case), servers=servers
+        ).problems()
 
     assert _failures(cases, check) == []
+
+
+@pytest.mark.slow
+def test_a_forked_case_answers_as_a_fresh_interpreter(
+    tmp_path: Path, servers: ServerPool
+) -> None:
+    """The harness's shortcut changes nothing a case can see: the same exit status,
+    output and files as the real console entry point in a new interpreter."""
+    sample = CONFIG_CASES[:: len(CONFIG_CASES) // 8]
+    for case in sample:
+        fresh = run_cli(case[2], _config_case(tmp_path / "fresh", case))
+        forked = run_cli(
+            case[2], _config_case(tmp_path / "forked", case), servers=servers
+        )
+        assert (forked.rc, forked.stdout, forked.changed) == (
+            fresh.rc,
+            fresh.stdout,
+            fresh.changed,
+        ), case[0]
+        assert forked.stderr.replace("forked", "fresh") == fresh.stderr, case[0]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +136,10 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("cases", _chunks(TAMPER_CASES))
 def test_a_tampered_directory_is_one_clear_line(
-    tmp_path: Path, finished: Path, cases: list[tuple[str, str, Any]]
+    tmp_path: Path,
+    finished: Path,
+    servers: ServerPool,
+    cases: list[tuple[str, str, Any]],
 ) -> None:
     def check(case: tuple[str, str, Any]) -> list[str]:
         cid, command, tamper = case
@@ -111,7 +154,7 @@ def test_a_tampered_directory_is_one_clear_line(
             (run,) = json.loads((exp / "runs.json").read_text())
         tamper(exp, run)
         target = str(exp / "runs" / run) if command == "trace" else "exp"
-        outcome = run_cli([command, target], root)
+        outcome = run_cli([command, target], root, servers=servers)
         problems = outcome.problems(allowed=("exp",))
         if command == "resume" and outcome.seconds < SLOW_JOIN_S:
             # Joining an address that accepts connections (a proxy does) but is no
