@@ -77,12 +77,19 @@ def test_rennala_variant_is_a_yaml_option_and_old_records_read_as_cancelling():
     assert label("rennala", new) == "γ=1, B=16"
 
 
-def test_kept_rennala_results_still_load():
-    runs = sorted((ROOT / "results" / "stragglers" / "runs").glob("rennala-*"))
-    assert runs, "results/stragglers keeps Rennala runs"
-    for d in runs[:3]:
-        hyper = json.loads((d / "summary.json").read_text())["hyper"]
-        assert lookup("rennala").from_hyper(hyper).cancel_stale is True
+def test_kept_rennala_results_load_as_the_variant_they_ran():
+    # The demo's kept runs use the paper's rule; its control cancels stale jobs.
+    kept = (
+        ("stragglers", "rennala-*", False),
+        ("controls_rennala_cancel", "rennala_cancel-*", True),
+    )
+    for folder, pattern, cancels in kept:
+        runs = sorted((ROOT / "results" / folder / "runs").glob(pattern))
+        assert runs, f"results/{folder} keeps Rennala runs"
+        for d in runs[:3]:
+            hyper = json.loads((d / "summary.json").read_text())["hyper"]
+            assert hyper["cancel_stale"] is cancels
+            assert lookup("rennala").from_hyper(hyper).cancel_stale is cancels
 
 
 # --- Ringmaster ---------------------------------------------------------------
